@@ -1,0 +1,48 @@
+# monoport: `make run` serves the demo app on https://localhost:8443/,
+# `make test` installs everything the tests need and runs them all.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+.PHONY: run test setup setup-dev system-deps node bench clean check
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+node:
+	@if [ -f webapp/package.json ]; then \
+		if [ ! -d webapp/node_modules ] || [ webapp/package-lock.json -nt webapp/node_modules ]; then \
+			cd webapp && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; \
+		fi; \
+	fi
+
+setup: $(VENV)/.installed node
+
+setup-dev: $(VENV)/.installed-dev node
+
+system-deps:
+	./scripts/system-deps.sh
+
+run: setup
+	$(PY) -m monoport $(ARGS)
+
+check: setup
+	$(PY) -m monoport --check $(ARGS)
+
+test: system-deps setup-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup-dev
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) webapp/node_modules .pytest_cache test-artifacts

@@ -1,0 +1,53 @@
+"""The command line: parse, build, run. ``main(argv) -> exit code``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Sequence
+
+from .config import build_parser, from_sources
+from .errors import ConfigError
+
+log = logging.getLogger("monoport")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def fail(error: ConfigError) -> int:
+    """argparse's usage line plus one line naming the flag and why; exit 2."""
+    parser = build_parser()
+    parser.print_usage(sys.stderr)
+    print(f"monoport: error: {error}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config, ns = from_sources(argv, os.environ)
+    except ConfigError as exc:
+        return fail(exc)
+    setup_logging(config.log_level)
+    from .runtime import Runtime
+
+    try:
+        runtime = Runtime.build(config)
+        runtime.bind()
+    except ConfigError as exc:
+        if getattr(ns, "check", False):
+            print(f"monoport: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return fail(exc)
+    if getattr(ns, "check", False):
+        for listener in runtime.listeners:
+            listener.close()
+        ports = ", ".join(f"{h}:{p}" for h, p in config.bind)
+        print(f"monoport: configuration OK: app {runtime.loaded.description}, listen {ports}, "
+              f"tls {'on' if runtime.certs else 'off'}, raw {config.raw}, instance {config.instance_id}")
+        return 0
+    return runtime.run()

@@ -1,0 +1,312 @@
+"""The one Config: declared once, parsed from defaults < environment < flags.
+
+Every option is a field of :class:`Config` whose metadata carries its flags,
+help, environment variable and parser; the argparse CLI, the environment
+reader and the README's flag table are all generated from those fields, so
+an option is written down exactly once. Turning a Config into live objects
+(SSL contexts, the app) is a separate step (:mod:`monoport.runtime`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+import secrets
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import ConfigError
+
+HostPort = tuple[str, int]
+ENV_PREFIX = "MONOPORT_"
+
+
+def option(
+    default: Any,
+    *flags: str,
+    help: str,
+    parse: Callable[[str], Any] = str,
+    repeat: bool = False,
+    choices: Sequence[str] | None = None,
+    metavar: str | None = None,
+    switch: bool = False,
+    env: Sequence[str] = (),
+) -> Any:
+    """Declare one option. ``flags[0]`` is its canonical name; ``env`` adds
+    environment names honoured besides ``MONOPORT_<FLAG>`` (gunicorn habits)."""
+    meta = dict(
+        flags=flags, help=help, parse=parse, repeat=repeat, choices=choices,
+        metavar=metavar, switch=switch, env=tuple(env),
+    )
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for repeatable defaults")
+    return field(default=default, metadata=meta)
+
+
+def parse_hostport(text: str) -> HostPort:
+    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (all interfaces) into a tuple."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def parse_duration(text: str) -> float:
+    value = float(text.rstrip("s"))
+    if not value > 0:
+        raise ValueError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def parse_port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"expected a port number, got {text!r}")
+    return value
+
+
+def parse_network(text: str) -> str:
+    if text == "*":
+        return "0.0.0.0/0"
+    return str(ipaddress.ip_network(text, strict=False))
+
+
+def parse_instance_id(text: str) -> str:
+    allowed = set(string.ascii_lowercase + string.digits)
+    if not 1 <= len(text) <= 16 or not set(text) <= allowed:
+        raise ValueError("expected 1-16 characters of [a-z0-9]")
+    return text
+
+
+def parse_raw(text: str) -> str:
+    if text in ("sio", "off"):
+        return text
+    parse_hostport(text)
+    return text
+
+
+def parse_sio_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {text!r}")
+    return text if text.endswith("/") else text + "/"
+
+
+def random_instance_id() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one monoport process."""
+
+    bind: tuple[HostPort, ...] = option(
+        (("127.0.0.1", 8443),), "--bind", "-b", parse=parse_hostport, repeat=True,
+        metavar="HOST:PORT",
+        help="address to listen on (repeatable); default 127.0.0.1:8443, or 0.0.0.0:$PORT when PORT is set",
+    )
+    app: str | None = option(
+        None, "--app", metavar="MODULE:ATTR",
+        help="the WSGI/Flask app, or a module holding it; default: the demo app in webapp/",
+    )
+    sio: str | None = option(
+        None, "--sio", metavar="MODULE:ATTR",
+        help="the socketio.Server; default: app.extensions['socketio'] or the module's `sio`",
+    )
+    sio_path: tuple[str, ...] = option(
+        ("/socket.io/",), "--sio-path", parse=parse_sio_path, repeat=True, metavar="PATH",
+        help="URL path under which Socket.IO is served (repeatable)",
+    )
+    tls: str = option(
+        "auto", "--tls", choices=("auto", "on", "off"),
+        help="auto: use --cert if given, else off when PORT is set, else a dev certificate",
+    )
+    cert: tuple[str, ...] = option(
+        (), "--cert", "--certfile", repeat=True, metavar="FILE",
+        help="PEM certificate chain (repeatable, paired with --key; SNI picks, the first is the default)",
+    )
+    key: tuple[str, ...] = option(
+        (), "--key", "--keyfile", repeat=True, metavar="FILE", help="PEM private key for the --cert at the same position",
+    )
+    certs_dir: str = option("certs", "--certs-dir", metavar="DIR", help="where dev certificates are created and kept")
+    strict_sni: bool = option(
+        False, "--strict-sni", switch=True,
+        help="refuse TLS handshakes whose SNI names no configured certificate (default: use the first)",
+    )
+    plain: str = option(
+        "redirect", "--plain", choices=("redirect", "serve", "reject"),
+        help="what clear-text HTTP gets on a TLS port: 301 to https, served, or 400",
+    )
+    sniff_timeout: float = option(
+        2.0, "--sniff-timeout", parse=parse_duration, metavar="SECONDS",
+        help="wait this long for a client's first bytes before treating it as raw TCP "
+        "(covers one retransmission of a lost first segment)",
+    )
+    handshake_timeout: float = option(
+        10.0, "--handshake-timeout", parse=parse_duration, metavar="SECONDS", help="deadline for a TLS handshake",
+    )
+    head_timeout: float = option(
+        10.0, "--head-timeout", parse=parse_duration, metavar="SECONDS",
+        help="deadline for a whole HTTP request head, from its first byte",
+    )
+    keepalive_timeout: float = option(
+        30.0, "--keepalive-timeout", "--keep-alive", parse=parse_duration, metavar="SECONDS",
+        help="close an idle HTTP keep-alive connection after this long",
+    )
+    body_timeout: float = option(
+        30.0, "--body-timeout", parse=parse_duration, metavar="SECONDS",
+        help="close a connection whose request body makes no progress for this long",
+    )
+    flash_policy: str | None = option(
+        None, "--flash-policy", metavar="FILE", help="Flash cross-domain policy file (default: allow monoport's ports)",
+    )
+    no_flash: bool = option(False, "--no-flash", switch=True, help="do not answer Flash policy requests")
+    flash_policy_port: int | None = option(
+        None, "--flash-policy-port", parse=parse_port, metavar="PORT",
+        help="also answer Flash policy requests on this port (Flash asked port 843)",
+    )
+    raw: str = option(
+        "off", "--raw", parse=parse_raw, metavar="sio|off|HOST:PORT",
+        help="what non-HTTP, non-TLS connections get: closed (off)",
+    )
+    trusted_proxy: tuple[str, ...] = option(
+        (), "--trusted-proxy", "--forwarded-allow-ips", parse=parse_network, repeat=True, metavar="CIDR",
+        env=("FORWARDED_ALLOW_IPS",),
+        help="networks whose PROXY headers and X-Forwarded-For/-Proto are believed (default: none)",
+    )
+    instance_id: str = option(
+        "", "--instance-id", parse=parse_instance_id, metavar="ID",
+        help="this instance's id, the prefix of its Socket.IO session ids (default: random)",
+    )
+    graceful_timeout: float = option(
+        10.0, "--graceful-timeout", parse=parse_duration, metavar="SECONDS",
+        help="on SIGTERM, wait this long for in-flight requests before exiting",
+    )
+    log_level: str = option(
+        "info", "--log-level", choices=("debug", "info", "warning", "error"), help="logging threshold",
+    )
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def ports(self) -> list[int]:
+        return [port for _, port in self.bind]
+
+
+def options() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("flags")]
+
+
+def env_names(f: dataclasses.Field) -> tuple[str, ...]:
+    return (ENV_PREFIX + f.name.upper(),) + tuple(f.metadata["env"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monoport",
+        description="One port for TLS, HTTP, WebSocket, Socket.IO, Flash policy and raw TCP.",
+        argument_default=argparse.SUPPRESS,
+    )
+    for f in options():
+        meta = f.metadata
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        if meta["switch"]:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["action"] = "append" if meta["repeat"] else "store"
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
+        parser.add_argument(*meta["flags"], **kwargs)
+    parser.add_argument("--check", "--check-config", dest="check", action="store_true",
+                        help="build the whole configuration, print a summary and exit (0 good, 2 bad)")
+    parser.add_argument("--version", action="version", version=_version())
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"monoport {__version__}"
+
+
+def _convert(f: dataclasses.Field, raw: Any) -> Any:
+    meta = f.metadata
+    flag = meta["flags"][0]
+    if meta["switch"]:
+        if isinstance(raw, bool):
+            return raw
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(flag, f"expected true or false, got {raw!r}")
+    items = raw if isinstance(raw, list) else [raw]
+    values = []
+    for item in items:
+        if meta["choices"] and item not in meta["choices"]:
+            raise ConfigError(flag, f"expected one of {', '.join(meta['choices'])}, got {item!r}")
+        try:
+            values.append(meta["parse"](item))
+        except ValueError as exc:
+            raise ConfigError(flag, str(exc)) from None
+    return tuple(values) if meta["repeat"] else values[0]
+
+
+def from_sources(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Build the Config from defaults < environment < command line.
+
+    Raises:
+        ConfigError: a value is wrong (argparse itself exits 2 on unknown flags).
+    """
+    environ = os.environ if environ is None else environ
+    ns = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in options():
+        for name in env_names(f):
+            if environ.get(name) not in (None, ""):
+                raw = environ[name]
+                if f.metadata["repeat"]:
+                    raw = [part for part in raw.replace(",", " ").split() if part]
+                values[f.name] = _convert(f, raw)
+                break
+        if hasattr(ns, f.name):
+            values[f.name] = _convert(f, getattr(ns, f.name))
+    port = environ.get("PORT")
+    if port and "bind" not in values:
+        try:
+            values["bind"] = (("0.0.0.0", parse_port(port)),)
+        except ValueError:
+            raise ConfigError("PORT", f"expected a port number, got {port!r}") from None
+    if not values.get("instance_id"):
+        values["instance_id"] = random_instance_id()
+    config = Config(**values)
+    validate(config, environ)
+    return config, ns
+
+
+def validate(config: Config, environ: Mapping[str, str]) -> None:
+    """Cross-field checks that no single parser can make."""
+    if len(config.cert) != len(config.key):
+        raise ConfigError("--cert", "every --cert needs a --key at the same position")
+    for path in config.cert + config.key:
+        if not os.path.isfile(path):
+            flag = "--cert" if path in config.cert else "--key"
+            raise ConfigError(flag, f"no such file: {path}")
+    if config.flash_policy and not os.path.isfile(config.flash_policy):
+        raise ConfigError("--flash-policy", f"no such file: {config.flash_policy}")
+
+
+def tls_mode(config: Config, environ: Mapping[str, str] | None = None) -> str:
+    """Resolve ``--tls auto``: 'certs' (given files), 'dev' (generated) or 'off'."""
+    environ = os.environ if environ is None else environ
+    if config.tls == "off":
+        return "off"
+    if config.cert:
+        return "certs"
+    if config.tls == "auto" and environ.get("PORT"):
+        return "off"
+    return "dev"

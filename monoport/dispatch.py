@@ -1,0 +1,282 @@
+"""The path of one connection: sniff, then hand it to the stage that speaks it.
+
+Theory of operation (see DESIGN.md, "The path of one connection"):
+
+    PROXY (trusted peers only) -> TLS -> Flash -> HTTP -> raw
+
+On the clear socket the sniffer only *peeks* (MSG_PEEK), so the kernel keeps
+every byte for whoever takes the connection; the only bytes consumed before
+dispatch are a PROXY header's, exactly its length. Inside TLS nothing can be
+peeked: bytes are read into the connection's :class:`~monoport.stream.Stream`
+and replayed from there. Each stage runs under a deadline.
+
+Error policy: a client's fault (reset, broken pipe, timeout, garbage, failed
+handshake) is one log line and the end of that connection only; a bug in
+monoport propagates to gevent's handler, which logs it and still closes just
+this connection. The listener never stops for either.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl as _ssl
+import time
+from typing import Any, Callable, Final
+
+import gevent
+
+from . import proxyproto
+from .connection import Connection, format_address
+from .errors import ProtocolViolation
+from .sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
+from .tls import HandshakeTimeout, describe, failure_reason
+from .wsgi import HeadTimeout, read_head, simple_response
+
+log = logging.getLogger("monoport")
+
+#: Upper bound of bytes looked at to sniff: the longest signature (the Flash
+#: request, 23 bytes) plus room; a PROXY header is parsed by its own bound.
+SNIFF_BYTES: Final = max(64, MAX_SIGNATURE)
+#: Backoff while peeking at a prefix that is still ambiguous: the bytes are
+#: in the kernel already, so there is nothing to block on; poll gently.
+PEEK_POLL_MIN: Final = 0.001
+PEEK_POLL_MAX: Final = 0.05
+
+
+class ClientGone(Exception):
+    """The client closed before saying anything decisive."""
+
+
+class Silent(Exception):
+    """The sniff deadline passed with no decisive bytes."""
+
+
+def peek(conn: Connection, deadline: float, want: Callable[[bytes], Any], size: int = SNIFF_BYTES) -> tuple[Any, bytes]:
+    """Peek at the clear socket until ``want(prefix)`` is not NEED_MORE.
+
+    Raises:
+        Silent: the deadline passed first (the prefix seen is in ``args[0]``).
+        ClientGone: the client closed.
+    """
+    sock = conn.raw_sock
+    delay = PEEK_POLL_MIN
+    last = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Silent(last)
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(size, socket.MSG_PEEK)
+        except (socket.timeout, TimeoutError):
+            raise Silent(last) from None
+        if not data:
+            raise ClientGone()
+        result = want(data)
+        if result is not NEED_MORE:
+            return result, data
+        if data == last:
+            gevent.sleep(min(delay, remaining))
+            delay = min(delay * 2, PEEK_POLL_MAX)
+        else:
+            delay = PEEK_POLL_MIN
+        last = data
+
+
+def read_prefix(conn: Connection, deadline: float) -> tuple[Any, bytes]:
+    """Inside TLS: read into the replay buffer until the sniffer decides."""
+    stream = conn.stream
+    while True:
+        result = classify(bytes(stream.buf[:SNIFF_BYTES]))
+        if result is not NEED_MORE:
+            return result, bytes(stream.buf)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Silent(bytes(stream.buf))
+        stream.sock.settimeout(remaining)
+        try:
+            if not stream.fill():
+                raise ClientGone()
+        except (socket.timeout, TimeoutError):
+            raise Silent(bytes(stream.buf)) from None
+
+
+def sniff(conn: Connection, deadline: float) -> Kind:
+    if conn.tls_terminated:
+        kind, _ = read_prefix(conn, deadline)
+    else:
+        kind, _ = peek(conn, deadline, classify)
+    return kind
+
+
+class Dispatcher:
+    """Runs the ordered stage table for each connection of one runtime."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        #: Kind -> stage; a stage returns a Kind to sniff again as, or None when done.
+        self.stages: dict[Kind, Callable[[Connection], None]] = {
+            Kind.PROXY: self.proxy,
+            Kind.TLS: self.tls,
+            Kind.FLASH: self.flash,
+            Kind.HTTP: self.http,
+            Kind.RAW: self.raw,
+        }
+
+    # -- entry ---------------------------------------------------------------
+    def serve(self, conn: Connection) -> None:
+        stats = getattr(self.rt, "stats", None)
+        try:
+            self._serve(conn)
+        except _Done:
+            pass
+        except ClientGone:
+            conn.finish("client closed before sending anything")
+        except ProtocolViolation as exc:
+            conn.finish(f"protocol error ({exc})", logging.WARNING)
+        except (socket.timeout, TimeoutError):
+            conn.finish(f"client timeout ({conn.kind})")
+        except (ConnectionError, OSError, _ssl.SSLError) as exc:
+            conn.finish(f"connection error ({type(exc).__name__}: {exc})")
+        else:
+            conn.finish()
+        finally:
+            if stats is not None:
+                stats.connection_closed(conn)
+            conn.close()
+
+    def serve_flash_only(self, conn: Connection) -> None:
+        """The optional --flash-policy-port listener: the policy, nothing else."""
+        conn.kind = "flash"
+        try:
+            kind = sniff(conn, conn.started + self.rt.config.sniff_timeout)
+            if kind is Kind.FLASH:
+                self.flash(conn)
+            else:
+                conn.outcome = "not a Flash policy request on the Flash policy port"
+        except Silent:
+            conn.outcome = "sniff timeout (silent client on the Flash policy port)"
+        except ClientGone:
+            conn.outcome = "client closed before sending anything"
+        except (ProtocolViolation, OSError) as exc:
+            conn.outcome = f"error ({exc})"
+        conn.finish()
+        conn.close()
+
+    def _serve(self, conn: Connection) -> None:
+        deadline = conn.started + self.rt.config.sniff_timeout
+        for _ in range(3):  # at most PROXY, then TLS, then the payload protocol
+            try:
+                kind = sniff(conn, deadline)
+            except Silent:
+                conn.kind = "raw-silent" if not conn.tls else "raw-tls-silent"
+                self.rt.raw_stage(conn, silent=True)
+                return
+            stage = self.stages[kind]
+            again = stage(conn)
+            if not again:
+                return
+            deadline = time.monotonic() + self.rt.config.sniff_timeout
+        raise ProtocolViolation("too many nested protocol layers")
+
+    # -- stages ----------------------------------------------------------------
+    def proxy(self, conn: Connection) -> bool:
+        conn.kind = "proxy"
+        if conn.tls_terminated or conn.client != conn.peer:
+            raise ProtocolViolation("PROXY header where none may be")
+        if conn.peer[0] not in self.rt.trusted and not getattr(conn.listener, "peer_listener", False):
+            raise ProtocolViolation(f"PROXY header from untrusted {conn.peer[0]}")
+        deadline = time.monotonic() + self.rt.config.sniff_timeout
+        header, _ = peek(conn, deadline, _parse_proxy, size=proxyproto.V2_MAX)
+        header, consumed = header
+        _recv_exactly(conn.raw_sock, consumed)
+        if header.proxied and header.source:
+            conn.client = header.source
+        conn.proxied_tls = header.tls
+        conn.forwarded_by = header.forwarded_by
+        conn.proxy_header = header
+        return True
+
+    def tls(self, conn: Connection) -> bool:
+        conn.kind = "tls"
+        certs = self.rt.certs
+        if certs is None:
+            raise ProtocolViolation("TLS ClientHello on a port without TLS")
+        if conn.tls_terminated:
+            raise ProtocolViolation("TLS inside TLS")
+        started = time.monotonic()
+        try:
+            tls_sock = certs.handshake(conn.raw_sock, self.rt.config.handshake_timeout)
+        except (HandshakeTimeout, _ssl.SSLError, OSError) as exc:
+            reason = failure_reason(exc)
+            self.rt.on_handshake(conn, time.monotonic() - started, reason)
+            level = logging.INFO if reason in ("eof", "reset", "timeout") else logging.WARNING
+            conn.finish(f"TLS handshake failed ({reason})", level)
+            raise _Done() from None
+        conn.adopt_tls(tls_sock, describe(tls_sock))
+        self.rt.on_handshake(conn, time.monotonic() - started, None)
+        return True
+
+    def flash(self, conn: Connection) -> bool:
+        conn.kind = "flash-tls" if conn.tls else "flash"
+        policy = self.rt.flash_policy
+        if policy is None:
+            raise ProtocolViolation("Flash policy request, but --no-flash is set")
+        if not conn.tls_terminated:
+            _recv_exactly(conn.raw_sock, len(b"<policy-file-request/>\0"))
+        conn.sock.settimeout(self.rt.config.head_timeout)
+        conn.sock.sendall(policy)
+        conn.outcome = "flash policy sent"
+        return False
+
+    def http(self, conn: Connection) -> bool:
+        conn.kind = "https" if conn.secure else "http"
+        if self.rt.certs is not None and not conn.secure and self.rt.config.plain != "serve":
+            self._plain_on_tls_port(conn)
+            return False
+        self.rt.serve_http(conn)
+        return False
+
+    def raw(self, conn: Connection) -> bool:
+        conn.kind = "raw-tls" if conn.tls else "raw"
+        self.rt.raw_stage(conn, silent=False)
+        return False
+
+    def _plain_on_tls_port(self, conn: Connection) -> None:
+        try:
+            head = read_head(conn.stream, self.rt.config.head_timeout)
+        except HeadTimeout:
+            conn.outcome = "client timeout (request head)"
+            return
+        if head is None:
+            conn.outcome = "client closed"
+            return
+        if self.rt.config.plain == "reject":
+            body = b"This port speaks TLS: use https://\n"
+            conn.sock.sendall(simple_response(400, body))
+            conn.outcome = "clear-text HTTP rejected -> 400"
+            return
+        host = head.header("host") or f"{conn.local[0]}:{conn.local[1]}"
+        location = f"https://{host}{head.target if head.target.startswith('/') else '/'}"
+        conn.sock.sendall(simple_response(301, b"", [("Location", location)]))
+        conn.outcome = "clear-text HTTP redirected -> 301"
+
+
+class _Done(Exception):
+    """The stage already logged the outcome."""
+
+
+def _parse_proxy(data: bytes) -> Any:
+    return proxyproto.parse(data)
+
+
+def _recv_exactly(sock: Any, n: int) -> bytes:
+    chunks = []
+    while n:
+        data = sock.recv(n)
+        if not data:
+            raise ClientGone()
+        chunks.append(data)
+        n -= len(data)
+    return b"".join(chunks)

@@ -1,0 +1,47 @@
+"""Validate Engine.IO v4 packets before python-engineio sees them; pure.
+
+python-engineio answers a malformed polling POST with a logged traceback and
+200; monoport checks the payload first and answers 400 with one log line.
+The raw TCP transport uses the same check on each line.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import Final
+
+#: Engine.IO v4 packet types: open, close, ping, pong, message, upgrade, noop.
+PACKET_TYPES: Final = frozenset("0123456")
+#: Separator of packets in a polling payload (ASCII record separator).
+RECORD_SEPARATOR: Final = "\x1e"
+
+
+def packet_error(text: str) -> str | None:
+    """Why ``text`` is not a valid Engine.IO v4 packet, or None if it is."""
+    if not text:
+        return "empty packet"
+    if text[0] == "b":
+        try:
+            binascii.a2b_base64(text[1:].encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
+            return "binary packet is not valid base64"
+        return None
+    if text[0] not in PACKET_TYPES:
+        return f"unknown packet type {text[0]!r}"
+    return None
+
+
+def payload_error(body: bytes, max_packets: int = 16) -> str | None:
+    """Why a polling POST body is not a valid Engine.IO v4 payload, or None."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "payload is not UTF-8"
+    packets = text.split(RECORD_SEPARATOR)
+    if len(packets) > max_packets:
+        return f"more than {max_packets} packets in one payload"
+    for packet in packets:
+        error = packet_error(packet)
+        if error:
+            return error
+    return None

@@ -1,0 +1,98 @@
+"""Find and check an HTTP/1.x request head; pure, no I/O.
+
+monoport reads each request head itself before gevent.pywsgi parses it, for
+three reasons pywsgi cannot serve: a deadline on the whole head (slowloris),
+limits that answer 431 (size and header count), and a look at the ``sid``
+query parameter so the balancer can route a Socket.IO request to the
+instance that owns its session. The head is then replayed to pywsgi intact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs
+
+from .errors import ProtocolViolation
+from .sniff import NEED_MORE, _NeedMore
+
+#: Largest request head accepted (request line + headers), as nginx's
+#: large_client_header_buffers order of magnitude; larger gets 431.
+MAX_HEAD: Final = 16 * 1024
+#: Most header lines accepted; more gets 431 (the same bound http.client has).
+MAX_HEADERS: Final = 100
+
+_END = re.compile(rb"\r?\n\r?\n")
+_REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(\d)\.(\d)\r?$")
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str
+    target: str
+    version: tuple[int, int]
+    #: header names lower-cased, in order, repeated names kept
+    headers: tuple[tuple[str, str], ...]
+    #: length of the head in bytes, terminator included
+    length: int
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def query(self, name: str) -> str | None:
+        """First value of query parameter ``name`` of the request target."""
+        _, _, query = self.target.partition("?")
+        values = parse_qs(query).get(name)
+        return values[0] if values else None
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+
+def parse_head(buf: bytes | bytearray) -> RequestHead | _NeedMore:
+    """Parse the request head at the start of ``buf``.
+
+    Returns:
+        a :class:`RequestHead`, or :data:`NEED_MORE` if the head is not complete.
+    Raises:
+        ProtocolViolation: with ``status`` 431 when the head is too large or has
+            too many headers, 400 when it is malformed.
+    """
+    match = _END.search(buf, 0, MAX_HEAD + 4)
+    if match is None:
+        if len(buf) >= MAX_HEAD:
+            raise ProtocolViolation("request head larger than 16 KB", status=431)
+        return NEED_MORE
+    end = match.end()
+    if end > MAX_HEAD:
+        raise ProtocolViolation("request head larger than 16 KB", status=431)
+    lines = bytes(buf[: match.start()]).split(b"\n")
+    request_line = _REQUEST_LINE.match(lines[0])
+    if request_line is None:
+        raise ProtocolViolation("malformed request line")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ProtocolViolation(f"more than {MAX_HEADERS} headers", status=431)
+    headers: list[tuple[str, str]] = []
+    for raw in lines[1:]:
+        line = raw.rstrip(b"\r").decode("latin-1")
+        if line[:1] in (" ", "\t") and headers:  # obsolete line folding
+            key, value = headers[-1]
+            headers[-1] = (key, value + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ProtocolViolation("malformed header line")
+        headers.append((name.lower(), value.strip()))
+    method, target, major, minor = request_line.groups()
+    return RequestHead(
+        method=method.decode("ascii"),
+        target=target.decode("latin-1"),
+        version=(int(major), int(minor)),
+        headers=tuple(headers),
+        length=end,
+    )

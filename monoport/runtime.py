@@ -1,0 +1,224 @@
+"""Turn a Config into live objects and run them until a signal ends the process.
+
+Built once in :meth:`Runtime.build`: certificates (generated dev ones with
+``--tls auto``), the Flash policy, the app and its Socket.IO server (whose
+session ids get this instance's id as prefix), the router, the pywsgi
+settings object, and the listeners. Runtime state lives here too: the
+draining flag, the idle keep-alive connections, the greenlet pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Callable, Mapping
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Pool
+
+from . import __version__, appload, devcerts, flash
+from .config import Config, parse_hostport, tls_mode
+from .connection import Connection
+from .dispatch import Dispatcher
+from .errors import ConfigError
+from .listener import Listener, bind_socket
+from .router import Router
+from .tls import Certificates, Pair
+from .websocket import LIBRARY as WEBSOCKET_LIBRARY
+from .wsgi import Handler, Networks, make_wsgi_server
+
+log = logging.getLogger("monoport")
+
+#: What a raw (non-TLS, non-HTTP, non-Flash) connection gets, by --raw mode.
+#: Other modules register their stages here ("sio", "forward").
+RAW_STAGES: dict[str, Callable[["Runtime", Connection, bool], None]] = {}
+
+
+def _raw_off(rt: "Runtime", conn: Connection, silent: bool) -> None:
+    if silent:
+        conn.outcome = "sniff timeout (silent client); raw TCP is off"
+    else:
+        conn.outcome = "not TLS, HTTP, PROXY or Flash; raw TCP is off"
+
+
+RAW_STAGES["off"] = _raw_off
+
+
+def embed_instance_id(sio: Any, instance_id: str) -> None:
+    """Make Engine.IO session ids ``<instance-id>.<random>`` (self-routing sessions)."""
+    eio = sio.eio
+    original = type(eio).generate_id
+
+    def generate_id() -> str:
+        return f"{instance_id}.{original(eio)}"
+
+    eio.generate_id = generate_id
+
+
+class Runtime:
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.environ = os.environ if environ is None else environ
+        self.trusted = Networks(config.trusted_proxy)
+        self.draining = False
+        self.idle: set[Connection] = set()
+        self.pool = Pool()
+        self.listeners: list[Listener] = []
+        self.stopped = Event()
+        self.started_at = time.time()
+        self.certs: Certificates | None = None
+        self.dev_ca: str | None = None
+        self.access_log: Callable[[Any], None] | None = None
+        self.stats: Any = None
+
+    # -- building ----------------------------------------------------------------
+    @classmethod
+    def build(cls, config: Config, environ: Mapping[str, str] | None = None) -> "Runtime":
+        rt = cls(config, environ)
+        rt.certs = rt.load_certificates()
+        rt.flash_policy = None if config.no_flash else flash.load_policy(config.flash_policy, config.ports)
+        loaded = appload.load(config.app, config.sio)
+        rt.loaded = loaded
+        rt.sio = loaded.sio
+        if rt.sio is not None:
+            embed_instance_id(rt.sio, config.instance_id)
+        rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app)
+        rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
+        rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
+        rt.dispatcher = Dispatcher(rt)
+        rt.raw_stage_impl = rt._raw_stage_for(config.raw)
+        return rt
+
+    def load_certificates(self) -> Certificates | None:
+        mode = tls_mode(self.config, self.environ)
+        if mode == "off":
+            return None
+        if mode == "dev":
+            paths = devcerts.ensure(self.config.certs_dir)
+            self.dev_ca = str(paths.ca)
+            pairs = [Pair(str(paths.cert), str(paths.key))]
+        else:
+            pairs = [Pair(c, k) for c, k in zip(self.config.cert, self.config.key)]
+        return Certificates(pairs, strict_sni=self.config.strict_sni)
+
+    def _raw_stage_for(self, mode: str) -> Callable[["Runtime", Connection, bool], None]:
+        if mode in RAW_STAGES:
+            return RAW_STAGES[mode]
+        if "forward" in RAW_STAGES:
+            parse_hostport(mode)
+            return RAW_STAGES["forward"]
+        raise ConfigError("--raw", f"raw mode {mode!r} is not available in this build")
+
+    def bind(self) -> None:
+        """Open every listening socket (raises ConfigError naming the address in use)."""
+        specs = [(host, port, "public") for host, port in self.config.bind]
+        if self.config.flash_policy_port is not None:
+            specs.append((self.config.bind[0][0], self.config.flash_policy_port, "flash"))
+        for host, port, role in specs:
+            try:
+                sock = bind_socket(host, port)
+            except OSError as exc:
+                for listener in self.listeners:
+                    listener.close()
+                flag = "--flash-policy-port" if role == "flash" else "--bind"
+                raise ConfigError(flag, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            self.listeners.append(Listener(sock, self, role))
+
+    # -- per connection --------------------------------------------------------------
+    def serve_connection(self, conn: Connection) -> None:
+        if conn.listener.role == "flash":
+            self.dispatcher.serve_flash_only(conn)
+        else:
+            self.dispatcher.serve(conn)
+
+    def serve_http(self, conn: Connection) -> None:
+        handler = self.handler_class(conn, self.wsgi_server)
+        handler.handle()
+
+    def raw_stage(self, conn: Connection, silent: bool) -> None:
+        self.raw_stage_impl(self, conn, silent)
+
+    def on_handshake(self, conn: Connection, seconds: float, failure: str | None) -> None:
+        if self.stats is not None:
+            self.stats.handshake(conn, seconds, failure)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        for listener in self.listeners:
+            listener.start()
+        scheme = "https" if self.certs else "http"
+        for listener in self.listeners:
+            host, port = listener.address[:2]
+            log.info("listening on %s:%s (%s)", host, port, listener.role if listener.role != "public" else scheme)
+        sio_mode = self.sio.async_mode if self.sio is not None else "none"
+        log.info(
+            "monoport %s instance %s: app %s, Socket.IO async_mode=%s under %s, websocket=%s, raw=%s, tls=%s",
+            __version__, self.config.instance_id, self.loaded.description, sio_mode,
+            ",".join(self.config.sio_path), WEBSOCKET_LIBRARY, self.config.raw,
+            "off" if self.certs is None else ",".join(self.certs.names) or "on",
+        )
+        if self.dev_ca:
+            log.info("development CA: %s (trust it to browse https://localhost without warnings)", self.dev_ca)
+
+    def install_signals(self) -> None:
+        gevent.signal_handler(signal.SIGTERM, self.request_stop, True)
+        gevent.signal_handler(signal.SIGINT, self.request_stop, True)
+        gevent.signal_handler(signal.SIGQUIT, self.request_stop, False)
+        gevent.signal_handler(signal.SIGHUP, self.reload)
+
+    def request_stop(self, graceful: bool = True) -> None:
+        if self.draining and graceful:
+            graceful = False  # a second TERM/INT: stop now
+        gevent.spawn(self.shutdown, graceful)
+
+    def reload(self) -> None:
+        """SIGHUP: load certificates again; open connections keep theirs."""
+        if self.certs is None:
+            log.info("SIGHUP: TLS is off, nothing to reload")
+            return
+        try:
+            self.certs = self.load_certificates()
+        except ConfigError as exc:
+            log.error("SIGHUP: certificates not reloaded, keeping the old ones: %s", exc)
+            return
+        log.info("SIGHUP: certificates reloaded (%s)", ", ".join(self.certs.names))
+
+    def shutdown(self, graceful: bool = True) -> None:
+        if self.stopped.is_set():
+            return
+        timeout = self.config.graceful_timeout if graceful else 0.5
+        first = not self.draining
+        self.draining = True
+        if first:
+            log.info("%s shutdown: draining (up to %.1fs)", "graceful" if graceful else "quick", timeout)
+            for listener in self.listeners:
+                listener.close()
+        for conn in list(self.idle):
+            try:
+                conn.raw_sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        if self.sio is not None and first:
+            try:
+                self.sio.eio.disconnect()
+            except Exception:  # pragma: no cover - a bug in an app's disconnect handler
+                log.exception("disconnecting Socket.IO clients failed")
+        if graceful:
+            self.pool.join(timeout=timeout)
+        left = len(self.pool)
+        if left:
+            log.info("closing %d connection(s) still open", left)
+            self.pool.kill(block=True, timeout=1)
+        log.info("stopped")
+        self.stopped.set()
+
+    def run(self) -> int:
+        self.start()
+        self.install_signals()
+        self.stopped.wait()
+        return 0

@@ -1,0 +1,249 @@
+"""HTTP on a sniffed connection: gevent.pywsgi + gevent-websocket, hardened.
+
+pywsgi parses and answers; this module adds what it lacks for a public port
+(see DESIGN.md): a deadline on the whole request head and a keep-alive idle
+timeout, head limits answered with 431, a body-progress timeout, an environ
+that names the real client and scheme, forwarded headers believed only from
+trusted networks, and ``Connection: close`` said whenever the connection is
+about to close (pywsgi closes silently, and Node keep-alive clients then
+reuse a dead socket).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any, Callable, Iterable
+
+import gevent
+from gevent import pywsgi
+
+from .connection import Connection, format_address
+from .errors import ProtocolViolation
+from .httphead import RequestHead, parse_head
+from .sniff import NEED_MORE
+from .stream import Stream
+from .websocket import HandlerBase
+
+log = logging.getLogger("monoport")
+
+_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
+            429: "Too Many Requests", 301: "Moved Permanently"}
+
+#: headers a client could use to lie about who it is; removed unless trusted
+FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+                     "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+
+
+class HeadTimeout(Exception):
+    """The request head did not arrive within its deadline."""
+
+
+def simple_response(status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Connection: close",
+             f"Content-Length: {len(body)}"]
+    if body:
+        lines.append("Content-Type: text/plain; charset=utf-8")
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def read_head(stream: Stream, timeout: float) -> RequestHead | None:
+    """Read a whole request head into ``stream``'s buffer (left there for replay).
+
+    Returns:
+        the parsed head, or None if the client closed before sending one.
+    Raises:
+        HeadTimeout: the head was not complete within ``timeout`` seconds.
+        ProtocolViolation: oversized (431) or malformed (400) head.
+        OSError: the connection broke.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if stream.buf:
+            head = parse_head(stream.buf)
+            if head is not NEED_MORE:
+                return head  # type: ignore[return-value]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HeadTimeout()
+        stream.sock.settimeout(remaining)
+        try:
+            if not stream.fill():
+                if stream.buf:
+                    raise ProtocolViolation("connection closed in the middle of a request head")
+                return None
+        except (socket.timeout, TimeoutError):
+            raise HeadTimeout() from None
+
+
+class Networks:
+    """A set of trusted networks (``--trusted-proxy``)."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(c) for c in cidrs]
+
+    def __contains__(self, host: object) -> bool:
+        if not self.networks or not isinstance(host, str):
+            return False
+        try:
+            addr = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+
+def apply_forwarded(env: dict[str, Any], trusted: Networks) -> None:
+    """Believe X-Forwarded-For/-Proto from a trusted sender; strip them otherwise."""
+    if env.get("REMOTE_ADDR") not in trusted:
+        for key in FORWARDED_HEADERS:
+            env.pop(key, None)
+        return
+    forwarded_for = env.get("HTTP_X_FORWARDED_FOR")
+    if forwarded_for:
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        # The rightmost hop not in a trusted network is the client; earlier
+        # ones were written by that client and may be lies.
+        client = next((h for h in reversed(hops) if h not in trusted), hops[0] if hops else None)
+        if client:
+            env["REMOTE_ADDR"] = client
+            env["REMOTE_PORT"] = "0"
+    proto = env.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+    if proto in ("http", "https"):
+        env["wsgi.url_scheme"] = proto
+
+
+class Handler(HandlerBase):
+    """pywsgi's handler driven by monoport for one already-sniffed connection."""
+
+    #: set by :func:`make_handler_class`
+    runtime: Any = None
+
+    def __init__(self, conn: Connection, server: pywsgi.WSGIServer) -> None:
+        super().__init__(conn.sock, conn.client, server, rfile=conn.stream)
+        self.conn = conn
+
+    # -- one request at a time -------------------------------------------------
+    def handle_one_request(self) -> Any:
+        conn, stream, rt = self.conn, self.conn.stream, self.runtime
+        if conn.requests:
+            if rt.draining:
+                conn.outcome = "draining"
+                return None
+            if not self._wait_next_request():
+                return None
+        try:
+            head = read_head(stream, rt.config.head_timeout)
+        except HeadTimeout:
+            conn.outcome = "client timeout (request head)"
+            return None
+        except ProtocolViolation as exc:
+            conn.outcome = f"protocol error ({exc}) -> {exc.status}"
+            return (str(exc.status), simple_response(exc.status))
+        if head is None:
+            conn.outcome = "client closed"
+            return None
+        self.monoport_head = head
+        hook = getattr(rt, "before_request", None)
+        if hook is not None and hook(self, head) is False:
+            return None
+        conn.requests += 1
+        conn.sock.settimeout(rt.config.body_timeout)
+        result = super().handle_one_request()
+        if result is None and conn.outcome == "closed":
+            conn.outcome = "closed after response"
+        return result
+
+    def _wait_next_request(self) -> bool:
+        """Wait for the first byte of the next request (keep-alive idle)."""
+        conn, stream, rt = self.conn, self.conn.stream, self.runtime
+        if stream.buf:
+            return True
+        rt.idle.add(conn)
+        try:
+            conn.sock.settimeout(rt.config.keepalive_timeout)
+            if not stream.fill():
+                conn.outcome = "client closed (keep-alive)" if not rt.draining else "draining"
+                return False
+            return True
+        except (socket.timeout, TimeoutError):
+            conn.outcome = "client timeout (keep-alive idle)"
+            return False
+        finally:
+            rt.idle.discard(conn)
+
+    # -- environ ---------------------------------------------------------------
+    def get_environ(self) -> dict[str, Any]:
+        env = super().get_environ()
+        conn, rt = self.conn, self.runtime
+        env["REMOTE_ADDR"] = str(conn.client[0])
+        env["REMOTE_PORT"] = str(conn.client[1])
+        env["SERVER_PORT"] = str(conn.local[1]) if isinstance(conn.local, tuple) else ""
+        env["wsgi.url_scheme"] = "https" if conn.secure else "http"
+        apply_forwarded(env, rt.trusted)
+        env["monoport.instance_id"] = rt.config.instance_id
+        env["monoport.tls"] = conn.tls
+        env["monoport.forwarded_by"] = conn.forwarded_by
+        env["monoport.transport"] = "http"
+        env["monoport.connection"] = conn
+        return env
+
+    # -- response ----------------------------------------------------------------
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+        if self.runtime.draining:
+            self.close_connection = True
+        write = super().start_response(status, headers, exc_info)
+        if (
+            self.close_connection
+            and self.code != 101
+            and self.request_version != "HTTP/1.0"
+            and not any(name.lower() == b"connection" for name, _ in self.response_headers)
+        ):
+            self.response_headers.append((b"Connection", b"close"))
+        return write
+
+    def run_websocket(self) -> None:
+        # A WebSocket has no idle timeout of its own: Socket.IO pings keep it alive.
+        self.conn.sock.settimeout(None)
+        self.environ["monoport.transport"] = "websocket"
+        self.conn.kind = "wss" if self.conn.secure else "ws"
+        super().run_websocket()
+
+    def log_request(self) -> None:
+        logger = getattr(self.runtime, "access_log", None)
+        if logger is not None:
+            logger(self)
+
+    def log_error(self, msg: str, *args: Any) -> None:
+        try:
+            message = msg % args
+        except Exception:
+            message = f"{msg!r} {args!r}"
+        self.conn.outcome = f"protocol error ({message.strip()})"
+
+    def _handle_client_error(self, ex: Exception) -> Any:
+        # pywsgi prints a traceback for client errors that are not ValueError;
+        # a client's bad input is one log line and a 400, never a traceback.
+        self.conn.outcome = f"protocol error ({type(ex).__name__}: {ex})"
+        return ("400", simple_response(400))
+
+
+def make_wsgi_server(application: Callable, port: int) -> pywsgi.WSGIServer:
+    """A never-started WSGIServer: pywsgi's handler reads its settings from it."""
+    server = pywsgi.WSGIServer(
+        ("127.0.0.1", port), application, log=None,
+        error_log=pywsgi.LoggingLogAdapter(logging.getLogger("monoport.http"), logging.WARNING),
+        environ={"SERVER_NAME": "monoport", "SERVER_PORT": str(port)},
+    )
+    return server
+
+
+__all__ = ["Handler", "read_head", "simple_response", "make_wsgi_server", "Networks", "format_address"]

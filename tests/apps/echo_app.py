@@ -1,0 +1,78 @@
+"""A Flask app with a plain python-socketio server, for end-to-end tests."""
+
+import json
+
+import socketio
+from flask import Flask, jsonify, request
+
+sio = socketio.Server(async_mode="gevent")
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "hello from flask"
+
+
+@app.route("/environ")
+def environ():
+    env = request.environ
+    keys = ("wsgi.url_scheme", "REMOTE_ADDR", "REMOTE_PORT", "SERVER_PORT", "monoport.instance_id",
+            "monoport.transport", "monoport.tls", "monoport.forwarded_by", "HTTP_X_FORWARDED_FOR",
+            "HTTP_X_FORWARDED_PROTO")
+    return jsonify({k: env.get(k) for k in keys})
+
+
+@app.route("/echo", methods=["POST"])
+def echo_body():
+    return request.get_data()
+
+
+@app.route("/big")
+def big():
+    n = int(request.args.get("n", "1000000"))
+    return b"x" * n
+
+
+@sio.event
+def connect(sid, environ, auth=None):
+    sio.save_session(sid, {"transport": environ.get("monoport.transport"),
+                           "scheme": environ.get("wsgi.url_scheme"),
+                           "instance": environ.get("monoport.instance_id"),
+                           "remote": environ.get("REMOTE_ADDR")})
+
+
+@sio.on("echo")
+def echo(sid, data):
+    return data
+
+
+@sio.on("whoami")
+def whoami(sid):
+    return sio.get_session(sid)
+
+
+@sio.on("shout")
+def shout(sid, data):
+    sio.emit("shouted", data, to=sid)
+    return "ok"
+
+
+@sio.on("join")
+def join(sid, room):
+    sio.enter_room(sid, room)
+    return "joined"
+
+
+@sio.on("to_room")
+def to_room(sid, room, data):
+    sio.emit("room_message", data, room=room)
+    return "sent"
+
+
+@app.route("/slow")
+def slow():
+    import time
+
+    time.sleep(float(request.args.get("s", "1")))
+    return "slow done"

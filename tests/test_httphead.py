@@ -1,0 +1,45 @@
+"""Request-head checks: complete heads parse, limits answer 431, garbage 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from monoport.errors import ProtocolViolation
+from monoport.httphead import MAX_HEAD, MAX_HEADERS, parse_head
+from monoport.sniff import NEED_MORE
+
+
+def test_head_with_query_gives_sid_and_exact_length():
+    data = b"GET /socket.io/?EIO=4&transport=polling&sid=ab12.XyZ HTTP/1.1\r\nHost: h\r\n\r\nBODY"
+    head = parse_head(data)
+    assert head.query("sid") == "ab12.XyZ"
+    assert head.path == "/socket.io/"
+    assert data[head.length:] == b"BODY"
+    assert head.header("host") == "h"
+
+
+def test_partial_head_needs_more():
+    data = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    for end in range(len(data) - 1):
+        assert parse_head(data[:end]) is NEED_MORE
+
+
+def test_oversized_head_is_431():
+    data = b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD
+    with pytest.raises(ProtocolViolation) as info:
+        parse_head(data)
+    assert info.value.status == 431
+
+
+def test_too_many_headers_is_431():
+    data = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1)) + b"\r\n"
+    with pytest.raises(ProtocolViolation) as info:
+        parse_head(data)
+    assert info.value.status == 431
+
+
+@pytest.mark.parametrize("data", [b"GET /\r\n\r\n", b"GET / HTTP/1.1\r\nnocolon\r\n\r\n", b"GET / FTP/1.0\r\n\r\n"])
+def test_malformed_head_is_400(data):
+    with pytest.raises(ProtocolViolation) as info:
+        parse_head(data)
+    assert info.value.status == 400
