@@ -10,6 +10,7 @@ module's ``sio``. Whatever is found must run in gevent mode.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -50,6 +51,13 @@ def _import(spec: str, flag: str) -> tuple[ModuleType, Any]:
     return module, obj
 
 
+def _findable(module_name: str) -> bool:
+    """True if the module exists (an error inside it must still be reported)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.util.find_spec(module_name) is not None
+
+
 def _is_flask(obj: Any) -> bool:
     return hasattr(obj, "wsgi_app") and hasattr(obj, "extensions") and hasattr(obj, "route")
 
@@ -63,9 +71,9 @@ def load(app_spec: str | None, sio_spec: str | None) -> Loaded:
     import socketio
 
     if app_spec is None:
-        try:
+        if _findable(DEFAULT_APP):
             module, obj = _import(DEFAULT_APP, "--app")
-        except ConfigError:
+        else:
             from . import builtin_app
 
             module, obj = builtin_app, None
