@@ -7,11 +7,18 @@ import ssl
 from monoport import proxyproto
 
 
-def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.TLSVersion | None = None) -> bytes:
-    """A real ClientHello from Python's ssl module (MemoryBIO, no socket)."""
+def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.TLSVersion | None = None,
+                 ciphers: str | None = None) -> bytes:
+    """A real ClientHello from Python's ssl module (MemoryBIO, no socket).
+
+    ``ciphers`` such as ``"DEFAULT:@SECLEVEL=0"`` let OpenSSL 3 offer the
+    old protocol versions it otherwise refuses to speak at all.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
     if max_version is not None:
         ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         ctx.maximum_version = max_version
