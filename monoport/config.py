@@ -95,6 +95,20 @@ def parse_sio_path(text: str) -> str:
     return text if text.endswith("/") else text + "/"
 
 
+def parse_admin_prefix(text: str) -> str:
+    prefix = parse_sio_path(text).rstrip("/")
+    if not prefix:
+        raise ValueError("the admin pages need a prefix of their own, not '/'")
+    return prefix
+
+
+def parse_credentials(text: str) -> str:
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("expected USER:PASSWORD")
+    return text
+
+
 def random_instance_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
 
@@ -184,6 +198,21 @@ class Config:
     graceful_timeout: float = option(
         10.0, "--graceful-timeout", parse=parse_duration, metavar="SECONDS",
         help="on SIGTERM, wait this long for in-flight requests before exiting",
+    )
+    admin_prefix: str = option(
+        "/monoport", "--admin-prefix", parse=parse_admin_prefix, metavar="PATH",
+        help="URL prefix of the admin pages (health, stats, stats.json, metrics)",
+    )
+    stats_auth: str | None = option(
+        None, "--stats-auth", parse=parse_credentials, metavar="USER:PASSWORD",
+        help="HTTP Basic credentials for the stats pages and metrics (default: loopback clients only)",
+    )
+    access_log: str | None = option(
+        None, "--access-log", metavar="FILE|-",
+        help="write one line per connection and per HTTP request to FILE (- for stderr); SIGUSR1 reopens it",
+    )
+    log_format: str = option(
+        "text", "--log-format", choices=("text", "json"), help="format of the access log lines",
     )
     log_level: str = option(
         "info", "--log-level", choices=("debug", "info", "warning", "error"), help="logging threshold",

@@ -1,8 +1,17 @@
-"""The state of one client connection as it moves through the stages."""
+"""The state of one client connection as it moves through the stages.
+
+Its ``kind`` changes as the stages learn more (unknown -> tls -> https ->
+wss ...); every change is reported to the runtime's Stats object so that
+live counts by kind are always right. ``sock`` is metered: bytes sent and
+received through it (after TLS, so payload bytes) add up in ``bytes_in`` /
+``bytes_out``. Its free-form ``outcome`` text maps onto a small, stable set
+of termination reasons (:data:`TERMINATIONS`) for logs and metrics.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any
 
@@ -11,6 +20,82 @@ from .stream import Stream
 log = logging.getLogger("monoport")
 
 Address = tuple[str, int]
+
+#: Termination reasons, in the spirit of HAProxy's termination flags: the
+#: stable vocabulary of the access log and of metrics, matched in order
+#: against the start of ``Connection.outcome``. Modules that set outcomes
+#: start them with one of these prefixes (or set ``conn.termination``).
+TERMINATIONS: tuple[tuple[str, str], ...] = (
+    ("draining", "draining"),                 # closed because monoport is shutting down
+    ("client closed", "client_closed"),       # the client ended the connection (FIN)
+    ("connection error", "client_aborted"),   # reset / broken pipe / TLS error mid-stream
+    ("client timeout", "client_timeout"),     # the client was too slow (head, body, idle)
+    ("sniff timeout", "sniff_timeout"),       # silent client and nothing to give it
+    ("TLS handshake failed", "tls_failed"),   # the handshake did not complete
+    ("protocol error", "protocol_error"),     # bytes that break the protocol
+    ("not TLS, HTTP", "protocol_error"),
+    ("not a Flash", "protocol_error"),
+    ("error", "protocol_error"),
+    ("peer down", "peer_down"),               # the peer a connection went to failed
+    ("server full", "server_full"),           # no capacity anywhere (503)
+    ("server closed", "server_closed"),       # monoport (or the app) ended it normally
+    ("closed after response", "server_closed"),
+    ("flash policy sent", "server_closed"),
+    ("clear-text HTTP", "server_closed"),
+    ("closed", "server_closed"),
+)
+#: Every termination reason, for documentation and for metrics with zero values.
+TERMINATION_REASONS: tuple[str, ...] = tuple(dict.fromkeys(reason for _, reason in TERMINATIONS)) + ("other",)
+
+
+def termination_of(outcome: str) -> str:
+    """The stable termination reason for a free-form outcome text."""
+    for prefix, reason in TERMINATIONS:
+        if outcome.startswith(prefix):
+            return reason
+    return "other"
+
+
+class MeteredSocket:
+    """A socket proxy that counts the bytes a connection sends and receives.
+
+    Peeks (``MSG_PEEK``) are not counted: the same bytes are read again.
+    Everything else is the wrapped socket's own (``__getattr__``).
+    """
+
+    __slots__ = ("_sock", "_conn")
+
+    def __init__(self, sock: Any, conn: "Connection") -> None:
+        self._sock = sock
+        self._conn = conn
+
+    @property
+    def wrapped(self) -> Any:
+        return self._sock
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._sock.sendall(data, flags)
+        self._conn.bytes_out += len(data)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        sent = self._sock.send(data, flags)
+        self._conn.bytes_out += sent
+        return sent
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        data = self._sock.recv(size, flags)
+        if not flags & socket.MSG_PEEK:
+            self._conn.bytes_in += len(data)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        got = self._sock.recv_into(buffer, nbytes, flags)
+        if not flags & socket.MSG_PEEK:
+            self._conn.bytes_in += got
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def format_address(address: Any) -> str:
@@ -23,11 +108,17 @@ def format_address(address: Any) -> str:
 class Connection:
     """One accepted socket: who it really is, what it speaks, how it ended."""
 
-    def __init__(self, sock: Any, peer: Address, local: Address, listener: Any) -> None:
+    def __init__(self, sock: Any, peer: Address, local: Address, listener: Any, stats: Any = None) -> None:
+        #: the Stats object told about kind changes (None: nobody counts)
+        self.stats = stats
+        self._kind = "unknown"
+        #: payload bytes received from / sent to the client through ``sock``
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.raw_sock = sock
-        #: the socket stages talk to: ``raw_sock``, or the TLS socket over it
-        self.sock = sock
-        self.stream = Stream(sock)
+        #: the socket stages talk to: ``raw_sock``, or the TLS socket over it (metered)
+        self.sock = MeteredSocket(sock, self)
+        self.stream = Stream(self.sock)
         #: the address of the TCP peer (a proxy, when PROXY protocol is used)
         self.peer = peer
         #: the real client: ``peer``, or what a trusted PROXY header says
@@ -35,7 +126,6 @@ class Connection:
         self.local = local
         self.listener = listener
         self.started = time.monotonic()
-        self.kind = "unknown"
         #: the ``monoport.tls`` environ value, or None
         self.tls: dict[str, Any] | None = None
         #: True once the bytes on ``sock`` are decrypted TLS (nothing to peek)
@@ -45,7 +135,32 @@ class Connection:
         #: the id of the instance that forwarded this connection, or None
         self.forwarded_by: str | None = None
         self.outcome = "closed"
+        #: an explicit termination reason; None: derived from ``outcome``
+        self.termination_override: str | None = None
+        #: where the connection was served: None (here) or the peer's id
+        self.served_by: str | None = None
         self.requests = 0
+
+    @property
+    def kind(self) -> str:
+        """What the connection speaks, as far as known: unknown, proxy, tls, http,
+        https, ws, wss, polling, polling-tls, raw, raw-tls, flash, flash-tls ..."""
+        return self._kind
+
+    @kind.setter
+    def kind(self, value: str) -> None:
+        old, self._kind = self._kind, value
+        if old != value and self.stats is not None:
+            self.stats.kind_changed(self, old, value)
+
+    @property
+    def termination(self) -> str:
+        """The stable termination reason (see :data:`TERMINATIONS`)."""
+        return self.termination_override or termination_of(self.outcome)
+
+    @termination.setter
+    def termination(self, value: str) -> None:
+        self.termination_override = value
 
     @property
     def secure(self) -> bool:
@@ -53,8 +168,8 @@ class Connection:
 
     def adopt_tls(self, tls_sock: Any, info: dict[str, Any]) -> None:
         """Continue on the decrypted stream; nothing on it can be peeked."""
-        self.sock = tls_sock
-        self.stream = Stream(tls_sock)
+        self.sock = MeteredSocket(tls_sock, self)
+        self.stream = Stream(self.sock)
         self.tls = info
         self.tls_terminated = True
 
@@ -76,7 +191,7 @@ class Connection:
         log.log(level, "conn %s%s %.3fs %s", self.describe(), extra, duration, self.outcome)
 
     def close(self) -> None:
-        for sock in (self.sock, self.raw_sock):
+        for sock in (self.sock.wrapped, self.raw_sock):
             try:
                 sock.close()
             except OSError:

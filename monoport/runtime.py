@@ -22,12 +22,14 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from . import __version__, appload, devcerts, flash
+from .admin import Admin
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection
 from .dispatch import Dispatcher
 from .errors import ConfigError
 from .listener import Listener, bind_socket
 from .router import Router
+from .stats import Stats
 from .tls import Certificates, Pair
 from .websocket import LIBRARY as WEBSOCKET_LIBRARY
 from .wsgi import Handler, Networks, make_wsgi_server
@@ -74,7 +76,8 @@ class Runtime:
         self.certs: Certificates | None = None
         self.dev_ca: str | None = None
         self.access_log: Callable[[Any], None] | None = None
-        self.stats: Any = None
+        self.stats = Stats(config.instance_id, __version__, getattr(config, "max_conns", None))
+        self.stats.draining = lambda: self.draining
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -87,7 +90,10 @@ class Runtime:
         rt.sio = loaded.sio
         if rt.sio is not None:
             embed_instance_id(rt.sio, config.instance_id)
-        rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app)
+        rt.stats.sio = rt.sio
+        rt.admin = Admin(rt.stats, config.admin_prefix, config.stats_auth)
+        rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app,
+                           admin=rt.admin, admin_prefix=config.admin_prefix)
         rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
         rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
         rt.dispatcher = Dispatcher(rt)
@@ -131,10 +137,14 @@ class Runtime:
 
     # -- per connection --------------------------------------------------------------
     def serve_connection(self, conn: Connection) -> None:
-        if conn.listener.role == "flash":
-            self.dispatcher.serve_flash_only(conn)
-        else:
-            self.dispatcher.serve(conn)
+        self.stats.connection_opened(conn)
+        try:
+            if conn.listener.role == "flash":
+                self.dispatcher.serve_flash_only(conn)
+            else:
+                self.dispatcher.serve(conn)
+        finally:
+            self.stats.connection_closed(conn)
 
     def serve_http(self, conn: Connection) -> None:
         handler = self.handler_class(conn, self.wsgi_server)
@@ -149,6 +159,7 @@ class Runtime:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        gevent.spawn(self.stats.measure_lag, gevent.sleep)
         for listener in self.listeners:
             listener.start()
         scheme = "https" if self.certs else "http"

@@ -80,6 +80,19 @@ def read_head(stream: Stream, timeout: float) -> RequestHead | None:
             raise HeadTimeout() from None
 
 
+def ip_of(host: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address text as an ip_address (IPv4-mapped IPv6 unwrapped), or None."""
+    if not isinstance(host, str):
+        return None
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
 class Networks:
     """A set of trusted networks (``--trusted-proxy``)."""
 
@@ -87,15 +100,10 @@ class Networks:
         self.networks = [ipaddress.ip_network(c) for c in cidrs]
 
     def __contains__(self, host: object) -> bool:
-        if not self.networks or not isinstance(host, str):
+        if not self.networks:
             return False
-        try:
-            addr = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.networks)
+        addr = ip_of(host)
+        return addr is not None and any(addr in net for net in self.networks)
 
     def __bool__(self) -> bool:
         return bool(self.networks)

@@ -1,0 +1,95 @@
+"""The admin pages under ``--admin-prefix`` (default ``/monoport``).
+
+- ``health``: JSON ``{"id", "conns", "max_conns", "draining", "version"}``,
+  open to everyone: peers and load balancers poll it.
+- ``stats`` (HTML), ``stats.json`` and ``metrics`` (Prometheus text): views
+  of :meth:`Stats.snapshot`, behind the access rule below.
+
+Access rule (DESIGN.md, "Admin pages"): without ``--stats-auth`` only
+loopback clients see them, everyone else gets 404 (nothing to find here);
+with it, HTTP Basic with those credentials is required from everyone,
+loopback included (401 otherwise). "Loopback" is judged on ``REMOTE_ADDR``,
+which is the real client after trusted PROXY/X-Forwarded-For handling, so a
+proxy on the same machine does not make the world local.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from typing import Any, Callable, Iterable
+
+from .wsgi import ip_of
+
+Wsgi = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def is_loopback(address: str | None) -> bool:
+    addr = ip_of(address)
+    return addr is not None and addr.is_loopback
+
+
+def credentials_match(header: str | None, expected: str) -> bool:
+    """Check an ``Authorization: Basic`` header against ``user:password`` in constant time."""
+    if not header:
+        return False
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(given, expected.encode("utf-8"))
+
+
+class Admin:
+    """WSGI app for ``<prefix>/...``; ``pages`` maps a name to a view of the snapshot."""
+
+    def __init__(self, stats: Any, prefix: str = "/monoport", auth: str | None = None) -> None:
+        self.stats = stats
+        self.prefix = prefix.rstrip("/")
+        self.auth = auth
+        #: name -> (content type, render(snapshot, environ) -> bytes); more are added by
+        #: :mod:`monoport.statspage` and :mod:`monoport.metrics`
+        self.pages: dict[str, tuple[str, Callable[[dict, dict], bytes]]] = {
+            "stats.json": ("application/json", lambda snap, env: json.dumps(snap, indent=1).encode()),
+        }
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        name = environ.get("PATH_INFO", "")[len(self.prefix) + 1:]
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return self._reply(start_response, 405, b"GET only\n", [("Allow", "GET, HEAD")])
+        if name == "health":
+            body = json.dumps(self.stats.health()).encode()
+            return self._reply(start_response, 200, body, [("Content-Type", "application/json")])
+        denied = self._denied(environ, start_response)
+        if denied is not None:
+            return denied
+        page = self.pages.get(name)
+        if page is None:
+            return self._reply(start_response, 404, b"Not Found\n")
+        content_type, render = page
+        body = render(self.stats.snapshot(), environ)
+        return self._reply(start_response, 200, body, [("Content-Type", content_type)])
+
+    def _denied(self, environ: dict, start_response: Callable) -> Iterable[bytes] | None:
+        if self.auth is None:
+            if is_loopback(environ.get("REMOTE_ADDR")):
+                return None
+            return self._reply(start_response, 404, b"Not Found\n")
+        if credentials_match(environ.get("HTTP_AUTHORIZATION"), self.auth):
+            return None
+        return self._reply(start_response, 401, b"Authentication required\n",
+                           [("WWW-Authenticate", 'Basic realm="monoport", charset="UTF-8"')])
+
+    @staticmethod
+    def _reply(start_response: Callable, status: int, body: bytes,
+               headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
+        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+        headers = list(headers or [("Content-Type", "text/plain; charset=utf-8")])
+        headers += [("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+        start_response(f"{status} {reasons[status]}", headers)
+        return [body]
