@@ -63,39 +63,41 @@ class MeteredSocket:
     Everything else is the wrapped socket's own (``__getattr__``).
     """
 
-    __slots__ = ("_sock", "_conn")
+    # Not "_sock": pywsgi reads `socket._sock` and blocks in recv() on it at the
+    # end of every connection (it means the Python 2 inner socket).
+    __slots__ = ("_inner", "_conn")
 
     def __init__(self, sock: Any, conn: "Connection") -> None:
-        self._sock = sock
+        self._inner = sock
         self._conn = conn
 
     @property
     def wrapped(self) -> Any:
-        return self._sock
+        return self._inner
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._sock.sendall(data, flags)
+        self._inner.sendall(data, flags)
         self._conn.bytes_out += len(data)
 
     def send(self, data: Any, flags: int = 0) -> int:
-        sent = self._sock.send(data, flags)
+        sent = self._inner.send(data, flags)
         self._conn.bytes_out += sent
         return sent
 
     def recv(self, size: int, flags: int = 0) -> bytes:
-        data = self._sock.recv(size, flags)
+        data = self._inner.recv(size, flags)
         if not flags & socket.MSG_PEEK:
             self._conn.bytes_in += len(data)
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        got = self._sock.recv_into(buffer, nbytes, flags)
+        got = self._inner.recv_into(buffer, nbytes, flags)
         if not flags & socket.MSG_PEEK:
             self._conn.bytes_in += got
         return got
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+        return getattr(self._inner, name)
 
 
 def format_address(address: Any) -> str:
