@@ -21,6 +21,7 @@ import hmac
 import json
 from typing import Any, Callable, Iterable
 
+from . import metrics, statspage
 from .wsgi import ip_of
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
@@ -52,10 +53,11 @@ class Admin:
         self.stats = stats
         self.prefix = prefix.rstrip("/")
         self.auth = auth
-        #: name -> (content type, render(snapshot, environ) -> bytes); more are added by
-        #: :mod:`monoport.statspage` and :mod:`monoport.metrics`
+        #: name -> (content type, render(snapshot, environ) -> bytes): views of one snapshot
         self.pages: dict[str, tuple[str, Callable[[dict, dict], bytes]]] = {
+            "stats": ("text/html; charset=utf-8", statspage.render),
             "stats.json": ("application/json", lambda snap, env: json.dumps(snap, indent=1).encode()),
+            "metrics": (metrics.CONTENT_TYPE, metrics.render),
         }
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -33,21 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(exc)
     setup_logging(config.log_level)
+    if getattr(ns, "check", False):
+        from .check import run as check
+
+        return check(config)
     from .runtime import Runtime
 
     try:
         runtime = Runtime.build(config)
         runtime.bind()
     except ConfigError as exc:
-        if getattr(ns, "check", False):
-            print(f"monoport: configuration error: {exc}", file=sys.stderr)
-            return 2
         return fail(exc)
-    if getattr(ns, "check", False):
-        for listener in runtime.listeners:
-            listener.close()
-        ports = ", ".join(f"{h}:{p}" for h, p in config.bind)
-        print(f"monoport: configuration OK: app {runtime.loaded.description}, listen {ports}, "
-              f"tls {'on' if runtime.certs else 'off'}, raw {config.raw}, instance {config.instance_id}")
-        return 0
     return runtime.run()

@@ -21,7 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, appload, devcerts, flash
+from . import __version__, accesslog, appload, devcerts, flash
 from .admin import Admin
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection
@@ -78,6 +78,7 @@ class Runtime:
         self.access_log: Callable[[Any], None] | None = None
         self.stats = Stats(config.instance_id, __version__, getattr(config, "max_conns", None))
         self.stats.draining = lambda: self.draining
+        self.access: accesslog.AccessLog | None = None
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -91,6 +92,8 @@ class Runtime:
         if rt.sio is not None:
             embed_instance_id(rt.sio, config.instance_id)
         rt.stats.sio = rt.sio
+        rt.access = rt.open_access_log()
+        rt.access_log = rt.on_request
         rt.admin = Admin(rt.stats, config.admin_prefix, config.stats_auth)
         rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app,
                            admin=rt.admin, admin_prefix=config.admin_prefix)
@@ -111,6 +114,25 @@ class Runtime:
         else:
             pairs = [Pair(c, k) for c, k in zip(self.config.cert, self.config.key)]
         return Certificates(pairs, strict_sni=self.config.strict_sni)
+
+    def open_access_log(self) -> accesslog.AccessLog | None:
+        if not self.config.access_log:
+            return None
+        try:
+            return accesslog.AccessLog(self.config.access_log, self.config.log_format)
+        except OSError as exc:
+            raise ConfigError("--access-log", f"cannot open {self.config.access_log}: {exc.strerror or exc}") from None
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (gunicorn's habit): reopen the access log after a rotation."""
+        if self.access is None:
+            return
+        try:
+            self.access.reopen()
+        except OSError as exc:
+            log.error("SIGUSR1: access log not reopened, still writing the old file: %s", exc)
+            return
+        log.info("SIGUSR1: access log reopened")
 
     def _raw_stage_for(self, mode: str) -> Callable[["Runtime", Connection, bool], None]:
         if mode in RAW_STAGES:
@@ -145,6 +167,18 @@ class Runtime:
                 self.dispatcher.serve(conn)
         finally:
             self.stats.connection_closed(conn)
+            if self.access is not None:
+                self.access.write(accesslog.connection_record(conn))
+
+    def on_request(self, handler: Any) -> None:
+        """One HTTP request is done (pywsgi's log_request): count it and log it."""
+        environ = getattr(handler, "environ", None) or {}
+        started, finished = getattr(handler, "time_start", 0), getattr(handler, "time_finish", 0)
+        seconds = max(0.0, finished - started) if started and finished else 0.0
+        transport = environ.get("monoport.transport", "http")
+        self.stats.request(transport, handler.conn.secure, accesslog.status_of(handler) or "other", seconds)
+        if self.access is not None:
+            self.access.write(accesslog.request_record(handler))
 
     def serve_http(self, conn: Connection) -> None:
         handler = self.handler_class(conn, self.wsgi_server)
@@ -181,6 +215,7 @@ class Runtime:
         gevent.signal_handler(signal.SIGINT, self.request_stop, True)
         gevent.signal_handler(signal.SIGQUIT, self.request_stop, False)
         gevent.signal_handler(signal.SIGHUP, self.reload)
+        gevent.signal_handler(signal.SIGUSR1, self.reopen_logs)
 
     def request_stop(self, graceful: bool = True) -> None:
         if self.draining and graceful:
@@ -211,7 +246,9 @@ class Runtime:
                 listener.close()
         for conn in list(self.idle):
             try:
-                conn.raw_sock.shutdown(socket.SHUT_RD)
+                # the socket the handler waits on: for TLS that is the SSL socket,
+                # whose waiters a shutdown of the raw socket would not wake
+                conn.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
         if self.sio is not None and first:
@@ -224,6 +261,9 @@ class Runtime:
         left = len(self.pool)
         if left:
             log.info("closing %d connection(s) still open", left)
+            for conn in list(self.stats.open):
+                if conn.outcome == "closed":
+                    conn.outcome = "draining (cut at the end of the graceful timeout)"
             self.pool.kill(block=True, timeout=1)
         log.info("stopped")
         self.stopped.set()

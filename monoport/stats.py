@@ -35,7 +35,8 @@ from .connection import TERMINATION_REASONS
 #: slow long-polling requests and 60 s for the longest ones).
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: Kinds a connection has while monoport is still finding out what it speaks;
-#: a change away from one of them is a sniff outcome.
+#: every change away from one of them (to proxy, tls, http, raw ...) is one
+#: decision of the sniffer, counted as a sniff outcome.
 SNIFFING = frozenset({"unknown", "proxy", "tls"})
 #: How often the event-loop lag probe runs, and how long it sleeps, in seconds.
 LAG_INTERVAL = 1.0
@@ -112,7 +113,7 @@ class Stats:
         if conn in self.open:
             self.live[old] -= 1
             self.live[new] += 1
-        if old in SNIFFING and new not in SNIFFING:
+        if old in SNIFFING:
             self.sniffed[new] += 1
 
     def connection_closed(self, conn: Any) -> None:

@@ -185,6 +185,11 @@ class Handler(HandlerBase):
         except (socket.timeout, TimeoutError):
             conn.outcome = "client timeout (keep-alive idle)"
             return False
+        except OSError:
+            if rt.draining:  # shutdown() woke this wait up on purpose
+                conn.outcome = "draining"
+                return False
+            raise
         finally:
             rt.idle.discard(conn)
 
@@ -224,6 +229,8 @@ class Handler(HandlerBase):
         self.environ["monoport.transport"] = "websocket"
         self.conn.kind = "wss" if self.conn.secure else "ws"
         super().run_websocket()
+        if self.conn.outcome == "closed":
+            self.conn.outcome = "draining" if self.runtime.draining else "client closed (websocket)"
 
     def log_request(self) -> None:
         logger = getattr(self.runtime, "access_log", None)
