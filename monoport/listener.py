@@ -55,6 +55,11 @@ class Listener(StreamServer):
     def handle(self, sock: Any, address: Any) -> None:  # noqa: D401 (gevent's hook)
         try:
             local = sock.getsockname()
+            if sock.family != socket.AF_UNIX:
+                # pywsgi sends a response head and its body in two writes:
+                # with Nagle on, the body waits for the client's delayed ACK
+                # (40 ms on Linux) on every keep-alive request.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             return
         conn = Connection(sock, address, local, self)
