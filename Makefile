@@ -41,7 +41,12 @@ check: setup
 test: system-deps setup-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup-dev
+$(VENV)/.installed-bench: $(VENV)/.installed-dev bench/requirements.txt
+	$(PIP) install -q -r bench/requirements.txt
+	touch $@
+
+# Installs stunnel4, haproxy, nginx and wrk itself when missing (apt); about 15 minutes.
+bench: setup-dev $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,1 @@
+"""Benchmarks: monoport against the classic stack it replaces (``make bench``)."""

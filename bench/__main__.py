@@ -1,0 +1,139 @@
+"""``python -m bench``: every workload on every target, interleaved, then the report.
+
+Rounds are interleaved (round r runs the targets in an order rotated by r,
+each started fresh and stopped by pid afterwards), so slow drifts of the
+machine (other processes, thermal, page cache) hit every target alike.
+Everything runs on this machine's loopback: the load clients share the
+cores with the target, as they would on a 2-core CI box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import report, system
+from .targets import RAW_TARGETS, TARGETS, Env, Monoport, monoport_has_forward
+from .workloads import QUICK, SIO_WORKLOADS, Scale, max_clients, raw
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_certs(tmp: Path) -> tuple[str, str]:
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def rotated(names: list[str], r: int) -> list[str]:
+    r %= len(names)
+    return names[r:] + names[:r]
+
+
+def run_rounds(env: Env, classes: dict, workloads: dict, rounds: int, scale: Scale,
+               failures: list[str]) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in classes}
+    for r in range(rounds):
+        for name in rotated(list(classes), r):
+            target = classes[name](name, env)
+            try:
+                target.start()
+                for wname, workload in workloads.items():
+                    started = time.monotonic()
+                    try:
+                        metrics = workload(target, scale)
+                    except Exception as exc:  # one failed workload must not end the run
+                        failures.append(f"round {r + 1}, {name}, {wname}: {type(exc).__name__}: {exc}")
+                        say(f"  {name} {wname} FAILED: {exc}")
+                        traceback.print_exc()
+                        continue
+                    for key, value in metrics.items():
+                        results[name].setdefault(key, []).append(value)
+                    shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                    say(f"round {r + 1} {name} {wname} ({time.monotonic() - started:.0f}s): {shown}")
+            except Exception as exc:
+                failures.append(f"round {r + 1}, {name}: {type(exc).__name__}: {exc}")
+                say(f"  {name} FAILED: {exc}")
+            finally:
+                target.stop()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds, not minutes)")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
+    parser.add_argument("--workloads", default=",".join(SIO_WORKLOADS) + ",raw,max",
+                        help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.md and the plots go")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
+    args = parser.parse_args(argv)
+
+    began = time.monotonic()
+    system.ensure_packages()
+    info = system.machine()
+    scale = QUICK if args.quick else Scale()
+    chosen = args.workloads.split(",")
+    targets = {n: TARGETS[n] for n in args.targets.split(",")}
+    tmp = Path(tempfile.mkdtemp(prefix="monoport-bench-"))
+    env = Env(tmp, *make_certs(tmp))
+    failures: list[str] = []
+    say(f"bench: {args.rounds} rounds, targets {', '.join(targets)}, scratch {tmp}")
+    try:
+        workloads = {k: v for k, v in SIO_WORKLOADS.items() if k in chosen}
+        rounds = run_rounds(env, targets, workloads, args.rounds, scale, failures) if workloads else {}
+        raw_rounds: dict = {}
+        if "raw" in chosen:
+            if monoport_has_forward(env):
+                raw_rounds = run_rounds(env, RAW_TARGETS, {"raw": raw}, args.rounds, scale, failures)
+            else:
+                failures.append("raw: this monoport has no --raw HOST:PORT forwarding yet (row left out)")
+        capacity: dict = {}
+        if "max" in chosen:
+            found = run_rounds(env, {"monoport": Monoport}, {"max": max_clients}, 1, scale, failures)["monoport"]
+            capacity = {k: v[0] for k, v in found.items()}
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    minutes, seconds = divmod(int(time.monotonic() - began), 60)
+    info["wall"] = f"{minutes} min {seconds} s"
+    info["command"] = "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(
+        {"info": info, "scale": scale.__dict__, "rounds": rounds, "raw": raw_rounds, "capacity": capacity,
+         "failures": failures}, indent=1))
+    plots = report.write_plots(args.out, rounds, list(targets), raw_rounds)
+    notes = [f"{args.rounds} interleaved rounds; scale: {scale_note(scale)}"]
+    report.write_summary(args.out / "summary.md", info, notes, rounds, list(targets), raw_rounds, capacity,
+                         failures, plots)
+    say(f"bench: wrote {args.out / 'summary.md'} in {info['wall']}")
+    return 0
+
+
+def scale_note(s: Scale) -> str:
+    return (f"wrk 1 thread, {s.wrk_connections} keep-alive connections / {s.handshake_connections} with "
+            f"`Connection: close`, {s.wrk_seconds:g} s each; Socket.IO echo {s.echo_clients} WebSocket clients "
+            f"and polling echo {s.poll_clients} clients, {s.echo_seconds:g} s each, from {s.loadgen_procs} "
+            f"load-generator processes (back to back, one message in flight per client); {s.idle_clients} idle "
+            f"clients, {s.broadcasts} broadcasts; raw TCP {s.raw_seconds:g} s per direction test; "
+            f"capacity probe up to {s.max_clients} clients. Load clients share the cores with the target.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The servers under test, each started fresh and stopped by pid.
+
+Every target serves :mod:`bench.app` over TLS on one port of 127.0.0.1:
+
+* ``monoport``: ``python -m monoport`` on one TLS port, nothing in front;
+* ``stack``: stunnel (TLS) -> HAProxy (TCP frontend that detects HTTP and
+  routes ``path_beg /socket.io``; ``http-server-close`` and ``forwardfor`` on
+  the backends, as the seed's configuration) -> two gevent app processes,
+  web and Socket.IO;
+* ``nginx``: nginx terminating TLS, proxying WebSocket upgrades, -> the same
+  two app processes;
+* ``bare``: one gevent app process serving TLS itself, no detection at all;
+* ``bare-nodelay``: the same with Nagle off, as monoport has it.
+
+Plus the raw TCP forwarders (monoport ``--raw HOST:PORT`` and HAProxy in TCP
+mode with splicing) in front of :mod:`bench.sink`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+#: File descriptors every started process may open (thousands of clients).
+NOFILE = 65536
+READY_TIMEOUT = 30.0
+#: Seconds between SIGTERM and SIGKILL. monoport needs the SIGKILL today: its
+#: graceful shutdown waits forever on python-engineio's ``queue.join()`` for
+#: polling sessions whose client is gone (every polling run leaves some).
+STOP_GRACE = 3.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _raise_nofile() -> None:
+    os.setsid()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile_limit(), nofile_limit()))
+
+
+@dataclass
+class Env:
+    """What every target needs: a scratch directory, certificates, the interpreter."""
+
+    tmp: Path
+    cert: str
+    key: str
+    python: str = sys.executable
+    root: Path = Path(__file__).resolve().parent.parent
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")
+        return subprocess.Popen(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_raise_nofile)
+
+    def write(self, name: str, text: str) -> str:
+        path = self.tmp / name
+        path.write_text(text)
+        return str(path)
+
+
+@dataclass
+class Target:
+    name: str
+    env: Env
+    port: int = 0
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        self.port = free_port()
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        raise NotImplementedError
+
+    def run(self, name: str, argv: list[str]) -> None:
+        self.procs.append(self.env.spawn(f"{self.name}-{name}", argv))
+
+    def backends(self) -> tuple[int, int]:
+        """Start the web and Socket.IO app processes; return their ports."""
+        web, sio = free_port(), free_port()
+        self.run("web", [self.env.python, "-m", "bench.backend", str(web)])
+        self.run("sio", [self.env.python, "-m", "bench.backend", str(sio)])
+        return web, sio
+
+    def wait_ready(self) -> None:
+        """Until :meth:`probe` succeeds; fails early when a process exited."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self.probe():
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{self.name}: {proc.args[:3]} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {READY_TIMEOUT}s (logs in {self.env.tmp})")
+            time.sleep(0.2)
+
+    def probe(self) -> bool:
+        """The web app answers 200 and Socket.IO answers at all (a proxy says 502/503 while it is down).
+
+        The Socket.IO probe is a WebSocket URL without the upgrade (400 from
+        python-engineio): it opens no session, which a server would keep.
+        """
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        for path, ok in (("/", (b"200",)), ("/socket.io/?EIO=4&transport=websocket", (b"200", b"400"))):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+                        if s.recv(100)[9:12] not in ok:
+                            return False
+            except OSError:
+                return False
+        return True
+
+    def pids(self) -> list[int]:
+        """Every process of the target (nginx workers included)."""
+        pids = []
+        for proc in self.procs:
+            try:
+                p = psutil.Process(proc.pid)
+                pids += [p.pid] + [c.pid for c in p.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        return pids
+
+    def rss(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += psutil.Process(pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM every process we started (by pid), SIGKILL what is left after STOP_GRACE s."""
+        everyone = []
+        for pid in self.pids():
+            try:
+                everyone.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for p in everyone:  # children that outlived their parent
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.procs = []
+
+
+def monoport_argv(env: Env, port: int, *extra: str) -> list[str]:
+    """monoport on one TLS port; warnings only, as the proxies log nothing per request here."""
+    return [env.python, "-m", "monoport", "--app", "bench.app:app", "--cert", env.cert, "--key", env.key,
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--graceful-timeout", "1", *extra]
+
+
+class Monoport(Target):
+    def launch(self) -> None:
+        self.run("monoport", monoport_argv(self.env, self.port))
+
+
+class Bare(Target):
+    flags: tuple[str, ...] = ()
+
+    def launch(self) -> None:
+        self.run("app", [self.env.python, "-m", "bench.backend", *self.flags, str(self.port), self.env.cert,
+                         self.env.key])
+
+
+class BareNoDelay(Bare):
+    flags = ("--nodelay",)
+
+
+HAPROXY_CLASSIC = """\
+global
+    maxconn 9000
+defaults
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+frontend public
+    bind 127.0.0.1:{front}
+    mode tcp
+    tcp-request inspect-delay 500ms
+    tcp-request content accept if HTTP
+    use_backend sio if {{ path_beg /socket.io }}
+    default_backend web
+backend web
+    mode http
+    option http-server-close
+    option forwardfor
+    server web1 127.0.0.1:{web} maxconn 9000
+backend sio
+    mode http
+    option http-server-close
+    option forwardfor
+    server sio1 127.0.0.1:{sio} maxconn 9000
+"""
+
+STUNNEL = """\
+foreground = yes
+pid =
+debug = warning
+[https]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{front}
+cert = {cert}
+key = {key}
+"""
+
+
+class Stack(Target):
+    def launch(self) -> None:
+        env = self.env
+        web, sio = self.backends()
+        front = free_port()
+        cfg = env.write("haproxy-classic.cfg", HAPROXY_CLASSIC.format(front=front, web=web, sio=sio))
+        self.run("haproxy", [haproxy(), "-db", "-f", cfg])
+        conf = env.write("stunnel.conf", STUNNEL.format(port=self.port, front=front, cert=env.cert, key=env.key))
+        self.run("stunnel", [stunnel(), conf])
+
+
+NGINX = """\
+worker_processes auto;
+worker_rlimit_nofile {nofile};
+user root;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 9000; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    upstream web {{ server 127.0.0.1:{web}; keepalive 64; }}
+    upstream sio {{ server 127.0.0.1:{sio}; keepalive 64; }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location /socket.io/ {{
+            proxy_pass http://sio;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
+        }}
+        location / {{
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+class Nginx(Target):
+    def launch(self) -> None:
+        env = self.env
+        web, sio = self.backends()
+        conf = env.write("nginx.conf", NGINX.format(nofile=nofile_limit(), tmp=env.tmp, web=web, sio=sio, port=self.port,
+                                                    cert=env.cert, key=env.key))
+        self.run("nginx", [nginx(), "-p", str(env.tmp), "-c", conf])
+
+
+TARGETS = {"monoport": Monoport, "stack": Stack, "nginx": Nginx, "bare": Bare, "bare-nodelay": BareNoDelay}
+
+
+# -- raw TCP forwarders ---------------------------------------------------------
+HAPROXY_TCP = """\
+global
+    maxconn 1000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend raw
+    bind 127.0.0.1:{port}
+    option splice-auto
+    default_backend sink
+backend sink
+    option splice-auto
+    server sink1 127.0.0.1:{sink}
+"""
+
+
+class RawTarget(Target):
+    """A forwarder in front of :mod:`bench.sink` (ready when a byte comes back)."""
+
+    def launch(self) -> None:
+        self.sink = free_port()
+        self.run("sink", [self.env.python, "-m", "bench.sink", str(self.sink)])
+        self.forwarder()
+
+    def probe(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(b"\x02ping")
+                return s.recv(4) == b"ping"
+        except OSError:
+            return False
+
+
+class MonoportRaw(RawTarget):
+    def forwarder(self) -> None:
+        self.run("monoport", monoport_argv(self.env, self.port, "--raw", f"127.0.0.1:{self.sink}"))
+
+
+class HaproxyRaw(RawTarget):
+    def forwarder(self) -> None:
+        cfg = self.env.write("haproxy-tcp.cfg", HAPROXY_TCP.format(port=self.port, sink=self.sink))
+        self.run("haproxy", [haproxy(), "-db", "-f", cfg])
+
+
+RAW_TARGETS = {"monoport": MonoportRaw, "haproxy": HaproxyRaw}
+
+
+def monoport_has_forward(env: Env) -> bool:
+    """Whether this monoport build can splice raw TCP (``--raw HOST:PORT``)."""
+    probe = subprocess.run([env.python, "-m", "monoport", "--app", "bench.app:app", "--tls", "off", "--raw",
+                            "127.0.0.1:9", "--bind", f"127.0.0.1:{free_port()}", "--check"],
+                           cwd=env.root, capture_output=True)
+    return probe.returncode == 0
+
+
+def nofile_limit() -> int:
+    """The file limit a started process gets (NOFILE, or the hard limit if lower)."""
+    return min(NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def haproxy() -> str:
+    return shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def stunnel() -> str:
+    return shutil.which("stunnel4") or shutil.which("stunnel") or "/usr/bin/stunnel4"
+
+
+def nginx() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"

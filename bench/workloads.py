@@ -1,0 +1,236 @@
+"""The workloads: each runs against one started target and returns its metrics.
+
+A metric is a flat ``{"name": value}`` entry; :mod:`bench.report` knows each
+metric's unit and direction. The Socket.IO load runs in separate
+:mod:`bench.loadgen` processes (several, so the client is not the
+bottleneck), which connect first and start on a common "go", so connecting
+is never counted as load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .targets import Target
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How long and how big: ``full`` fits 20 minutes on 2 cores, ``quick`` is a smoke run."""
+
+    wrk_seconds: float = 6
+    wrk_connections: int = 50
+    handshake_connections: int = 20
+    echo_clients: int = 100
+    echo_seconds: float = 6
+    poll_clients: int = 50
+    poll_seconds: float = 6
+    idle_clients: int = 2000
+    broadcasts: int = 3
+    raw_seconds: float = 4
+    max_clients: int = 10000
+    loadgen_procs: int = 2
+
+
+QUICK = Scale(wrk_seconds=2, echo_seconds=2, poll_seconds=2, idle_clients=300, broadcasts=1, raw_seconds=1,
+              max_clients=1000)
+
+
+# -- wrk ---------------------------------------------------------------------------
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * _UNITS[unit]
+
+
+def wrk(target: Target, scale: Scale, close: bool) -> dict[str, float]:
+    conns = scale.handshake_connections if close else scale.wrk_connections
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{scale.wrk_seconds}s", "--latency", "--timeout", "10s"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    out = subprocess.run(argv + [f"https://127.0.0.1:{target.port}/"], capture_output=True, text=True,
+                         timeout=scale.wrk_seconds + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(bad.group(1)) if bad else 0
+    key = "handshake" if close else "keepalive"
+    return {f"{key}_rps": rate, f"{key}_p50_ms": p50, f"{key}_p99_ms": p99, f"{key}_errors": errors}
+
+
+def keepalive(target: Target, scale: Scale) -> dict[str, float]:
+    return wrk(target, scale, close=False)
+
+
+def handshake(target: Target, scale: Scale) -> dict[str, float]:
+    return wrk(target, scale, close=True)
+
+
+# -- Socket.IO through the load generator -------------------------------------------
+class Loadgen:
+    """Several :mod:`bench.loadgen` processes sharing ``clients`` between them."""
+
+    def __init__(self, target: Target, mode: str, clients: int, procs: int, **args: Any) -> None:
+        self.procs = []
+        base, extra = divmod(clients, procs)
+        for i in range(procs):
+            spec = dict(args, clients=base + (i < extra), host="127.0.0.1", port=target.port)
+            self.procs.append(subprocess.Popen(
+                [target.env.python, "-m", "bench.loadgen", mode, json.dumps(spec)], cwd=target.env.root,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                preexec_fn=_loadgen_limits))
+        self.ready = [self.read(p) for p in self.procs]
+
+    @staticmethod
+    def read(proc: subprocess.Popen) -> dict:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load generator {proc.pid} exited with {proc.wait()}")
+        return json.loads(line)
+
+    @property
+    def connected(self) -> int:
+        return sum(r["ready"] for r in self.ready)
+
+    def tell(self, proc: subprocess.Popen, line: str) -> None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _loadgen_limits() -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def closed_loop(target: Target, scale: Scale, mode: str, clients: int, seconds: float) -> dict[str, float]:
+    gen = Loadgen(target, mode, clients, scale.loadgen_procs, duration=seconds)
+    try:
+        for proc in gen.procs:
+            gen.tell(proc, "go")
+        results = [gen.read(p) for p in gen.procs]
+    finally:
+        gen.close()
+    rtts = sorted(r for res in results for r in res["rtts"])
+    count = sum(res["count"] for res in results)
+    return {f"{mode}_msgs": count / seconds, f"{mode}_p50_ms": _pct(rtts, 50), f"{mode}_p99_ms": _pct(rtts, 99),
+            f"{mode}_errors": sum(res["errors"] for res in results) + clients - gen.connected}
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * q / 100))]
+
+
+def ws_echo(target: Target, scale: Scale) -> dict[str, float]:
+    return closed_loop(target, scale, "echo", scale.echo_clients, scale.echo_seconds)
+
+
+def poll_echo(target: Target, scale: Scale) -> dict[str, float]:
+    return closed_loop(target, scale, "poll", scale.poll_clients, scale.poll_seconds)
+
+
+def broadcast(gen: Loadgen, tag: str) -> tuple[float, int]:
+    """Seconds until every connected client had broadcast ``tag``, and how many got it."""
+    first = gen.procs[0]
+    gen.tell(first, f"bcast {tag}")
+    t0 = gen.read(first)["t0"]
+    for proc in gen.procs:
+        gen.tell(proc, f"wait {tag}")
+    reports = [gen.read(p) for p in gen.procs]
+    got = sum(r["got"] for r in reports)
+    last = max((r["last"] for r in reports if r["last"]), default=t0)
+    return last - t0, got
+
+
+def idle(target: Target, scale: Scale) -> dict[str, float]:
+    base = target.rss()
+    gen = Loadgen(target, "idle", scale.idle_clients, max(2, scale.loadgen_procs))
+    try:
+        time.sleep(1)
+        rss = target.rss()
+        times = []
+        for i in range(scale.broadcasts):
+            seconds, got = broadcast(gen, f"b{i}")
+            times.append(seconds)
+        connected = gen.connected
+    finally:
+        gen.close()
+    return {"idle_rss_mb": rss / 2**20, "idle_kb_per_conn": (rss - base) / 1024 / max(1, connected),
+            "bcast_ms": statistics.median(times) * 1000, "idle_connected": connected, "bcast_got": got}
+
+
+SIO_WORKLOADS = {"keepalive": keepalive, "handshake": handshake, "echo": ws_echo, "poll": poll_echo, "idle": idle}
+
+
+# -- raw TCP ----------------------------------------------------------------------
+def raw(target: Target, scale: Scale) -> dict[str, float]:
+    """One stream's upload throughput, then 64-byte ping-pong, through the forwarder."""
+    chunk = memoryview(bytearray(256 * 1024))
+    with socket.create_connection(("127.0.0.1", target.port)) as s:
+        s.sendall(b"\x01")
+        sent, start = 0, time.monotonic()
+        while time.monotonic() - start < scale.raw_seconds:
+            s.sendall(chunk)
+            sent += len(chunk)
+        s.shutdown(socket.SHUT_WR)
+        got = int.from_bytes(_recv_exactly(s, 8), "big")
+        elapsed = time.monotonic() - start
+    if got != sent:
+        raise RuntimeError(f"{target.name}: sent {sent} bytes, the sink got {got}")
+    with socket.create_connection(("127.0.0.1", target.port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"\x02")
+        ping, rounds, start = b"\x07" * 64, 0, time.monotonic()
+        while time.monotonic() - start < scale.raw_seconds:
+            s.sendall(ping)
+            _recv_exactly(s, 64)
+            rounds += 1
+        pingpong = rounds / (time.monotonic() - start)
+    return {"raw_gbps": sent * 8 / elapsed / 1e9, "raw_pingpong": pingpong}
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        if not more:
+            raise RuntimeError("forwarder closed the connection")
+        data += more
+    return data
+
+
+# -- capacity of one monoport process ----------------------------------------------
+def max_clients(target: Target, scale: Scale, procs: int = 8) -> dict[str, float]:
+    """Connect up to ``scale.max_clients`` WebSocket clients; all must get a broadcast."""
+    base = target.rss()
+    gen = Loadgen(target, "idle", scale.max_clients, procs)
+    try:
+        time.sleep(1)
+        rss = target.rss()
+        seconds, got = broadcast(gen, "max")
+        connected = gen.connected
+    finally:
+        gen.close()
+    return {"max_clients": got, "max_tried": scale.max_clients, "max_connected": connected,
+            "max_rss_mb": rss / 2**20, "max_kb_per_conn": (rss - base) / 1024 / max(1, connected),
+            "max_bcast_ms": seconds * 1000}
