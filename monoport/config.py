@@ -69,6 +69,23 @@ def parse_port(text: str) -> int:
     return value
 
 
+def parse_count(text: str, allow_zero: bool = False) -> int:
+    value = int(text)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"expected a {'non-negative' if allow_zero else 'positive'} integer, got {text!r}")
+    return value
+
+
+def parse_origin(text: str) -> str:
+    """``*`` or ``scheme://host[:port]``, as browsers send it in ``Origin``."""
+    if text == "*":
+        return text
+    scheme, sep, rest = text.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest or "/" in rest.rstrip("/"):
+        raise ValueError(f"expected * or an origin such as https://example.com, got {text!r}")
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
 def parse_network(text: str) -> str:
     if text == "*":
         return "0.0.0.0/0"
@@ -173,6 +190,20 @@ class Config:
     body_timeout: float = option(
         30.0, "--body-timeout", parse=parse_duration, metavar="SECONDS",
         help="close a connection whose request body makes no progress for this long",
+    )
+    max_conns_per_ip: int = option(
+        0, "--max-conns-per-ip", parse=lambda text: parse_count(text, allow_zero=True), metavar="N",
+        help="open connections one client address may hold (after PROXY); more get 429 (HTTP) "
+        "or are closed (raw); 0 = no limit",
+    )
+    max_payload: int | None = option(
+        None, "--max-payload", parse=parse_count, metavar="BYTES",
+        help="largest Socket.IO payload (polling POST, WebSocket message, raw line); sets "
+        "python-engineio's max_http_buffer_size (default: its 1000000)",
+    )
+    cors_origin: tuple[str, ...] = option(
+        (), "--cors-origin", parse=parse_origin, repeat=True, metavar="ORIGIN",
+        help="also accept Socket.IO requests from this origin (repeatable; '*' for any); default: same origin only",
     )
     flash_policy: str | None = option(
         None, "--flash-policy", metavar="FILE", help="Flash cross-domain policy file (default: allow monoport's ports)",

@@ -142,6 +142,10 @@ class Connection:
         #: where the connection was served: None (here) or the peer's id
         self.served_by: str | None = None
         self.requests = 0
+        #: the client key --max-conns-per-ip counts this connection under, once counted
+        self.ip_slot: str | None = None
+        #: the client address already holds --max-conns-per-ip connections
+        self.over_ip_limit = False
 
     @property
     def kind(self) -> str:

@@ -29,6 +29,7 @@ import gevent
 from . import proxyproto
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
+from .httphead import RequestHead
 from .sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
 from .tls import HandshakeTimeout, describe, failure_reason
 from .wsgi import HeadTimeout, read_head, simple_response
@@ -142,6 +143,7 @@ class Dispatcher:
         else:
             conn.finish()
         finally:
+            self.rt.per_client.release(conn)
             if stats is not None:
                 stats.connection_closed(conn)
             conn.close()
@@ -171,8 +173,12 @@ class Dispatcher:
                 kind = sniff(conn, deadline)
             except Silent:
                 conn.kind = "raw-silent" if not conn.tls else "raw-tls-silent"
+                if self._over_ip_limit(conn):
+                    return
                 self.rt.raw_stage(conn, silent=True)
                 return
+            if kind is not Kind.PROXY and not self.rt.per_client.admit(conn):  # the client is known now
+                conn.over_ip_limit = True
             stage = self.stages[kind]
             again = stage(conn)
             if not again:
@@ -232,6 +238,9 @@ class Dispatcher:
 
     def http(self, conn: Connection) -> bool:
         conn.kind = "https" if conn.secure else "http"
+        if conn.over_ip_limit:
+            self._too_many(conn)
+            return False
         if self.rt.certs is not None and not conn.secure and self.rt.config.plain != "serve":
             self._plain_on_tls_port(conn)
             return False
@@ -240,17 +249,44 @@ class Dispatcher:
 
     def raw(self, conn: Connection) -> bool:
         conn.kind = "raw-tls" if conn.tls else "raw"
-        self.rt.raw_stage(conn, silent=False)
+        if not self._over_ip_limit(conn):
+            self.rt.raw_stage(conn, silent=False)
         return False
 
-    def _plain_on_tls_port(self, conn: Connection) -> None:
+    def _over_ip_limit(self, conn: Connection) -> bool:
+        """Raw TCP over --max-conns-per-ip is closed with one log line (no protocol to say why in)."""
+        if conn.over_ip_limit or not self.rt.per_client.admit(conn):
+            conn.over_ip_limit = True
+            conn.outcome = f"over --max-conns-per-ip {self.rt.config.max_conns_per_ip} -> closed"
+            return True
+        return False
+
+    def _read_head(self, conn: Connection) -> RequestHead | None:
+        """Read a request head this module answers itself; None when already answered or gone."""
         try:
             head = read_head(conn.stream, self.rt.config.head_timeout)
         except HeadTimeout:
             conn.outcome = "client timeout (request head)"
-            return
+            return None
+        except ProtocolViolation as exc:  # too large (431) or malformed (400): say so
+            conn.sock.sendall(simple_response(exc.status))
+            conn.outcome = f"protocol error ({exc}) -> {exc.status}"
+            return None
         if head is None:
             conn.outcome = "client closed"
+        return head
+
+    def _too_many(self, conn: Connection) -> None:
+        """HTTP over --max-conns-per-ip: read the head (so the client sees the answer), then 429."""
+        if self._read_head(conn) is None:
+            return
+        body = b"Too many connections from your address\n"
+        conn.sock.sendall(simple_response(429, body, [("Retry-After", "1")]))
+        conn.outcome = f"over --max-conns-per-ip {self.rt.config.max_conns_per_ip} -> 429"
+
+    def _plain_on_tls_port(self, conn: Connection) -> None:
+        head = self._read_head(conn)
+        if head is None:
             return
         if self.rt.config.plain == "reject":
             body = b"This port speaks TLS: use https://\n"

@@ -1,14 +1,23 @@
 """Thin listeners: gevent's accept loop and back-off, one Connection per socket.
 
-Accept-error policy is gevent's (StreamServer backs off from ``min_delay``
-to ``max_delay`` on EMFILE and friends and logs); everything after accept
-is the dispatcher's, which catches every client-caused error itself.
+Accept-error policy (like trio's): running out of a resource (EMFILE,
+ENFILE, ENOBUFS, ENOMEM) is not a bug and not fatal: the listener stops
+accepting, backs off from ``min_delay`` to ``max_delay`` and tries again,
+and says so in one warning line per second at most, without a traceback
+(gevent's own back-off prints a full traceback for every failed accept,
+hundreds a second). Pending clients wait in the kernel's backlog and are
+served as soon as descriptors free up. Any other accept error is gevent's
+business. Everything after accept is the dispatcher's, which catches every
+client-caused error itself.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
+import time
 from typing import Any
 
 from gevent.server import StreamServer
@@ -16,6 +25,11 @@ from gevent.server import StreamServer
 from .connection import Connection
 
 log = logging.getLogger("monoport")
+
+#: accept() errors that mean "out of a resource for now": back off and retry
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: at most one "accept failed" log line per this many seconds
+ACCEPT_LOG_INTERVAL = 1.0
 
 #: Listen backlog: large enough for connection bursts (HAProxy's default maxconn order).
 BACKLOG = 2048
@@ -51,6 +65,43 @@ class Listener(StreamServer):
         #: "public", "peer" or "flash"
         self.role = role
         self.peer_listener = role == "peer"
+        #: accept() failures for lack of resources since accepting last worked
+        self.accept_failures = 0
+        self._accept_delay = self.min_delay
+        self._accept_logged = float("-inf")
+
+    def do_read(self) -> Any:
+        try:
+            result = super().do_read()
+        except OSError as exc:
+            if exc.errno not in RESOURCE_ERRNOS:
+                raise
+            self._back_off(exc)
+            return None
+        if result and self.accept_failures:
+            log.warning("accept on %s resumed after %d failure(s)", self._where(), self.accept_failures)
+            self.accept_failures = 0
+        if result:
+            self._accept_delay = self.min_delay
+        return result
+
+    def _back_off(self, exc: OSError) -> None:
+        """Stop accepting for a while (gevent's timer re-arms the watcher); log once a second."""
+        self.accept_failures += 1
+        now = time.monotonic()
+        if now - self._accept_logged >= ACCEPT_LOG_INTERVAL:
+            self._accept_logged = now
+            log.warning("accept on %s failed: %s (%s); %d failure(s), retrying every %.2fs at most",
+                        self._where(), os.strerror(exc.errno), errno.errorcode.get(exc.errno, exc.errno),
+                        self.accept_failures, self.max_delay)
+        self.stop_accepting()
+        self._timer = self.loop.timer(self._accept_delay)
+        self._timer.start(self._start_accepting_if_started)
+        self._accept_delay = min(self.max_delay, self._accept_delay * 2)
+
+    def _where(self) -> str:
+        address = self.address
+        return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
     def handle(self, sock: Any, address: Any) -> None:  # noqa: D401 (gevent's hook)
         try:

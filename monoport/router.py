@@ -28,10 +28,31 @@ class Router:
         path = environ.get("PATH_INFO", "")
         if self.admin is not None and path.startswith(self.admin_prefix):
             return self.admin(environ, start_response)
-        for prefix in self.sio_paths:
-            if path.startswith(prefix) or path == prefix[:-1]:
-                return self._socketio(environ, start_response)
+        if self.is_sio_path(path):
+            return self._socketio(environ, start_response)
         return self.app(environ, start_response)
+
+    def is_sio_path(self, path: str) -> bool:
+        return any(path.startswith(prefix) or path == prefix[:-1] for prefix in self.sio_paths)
+
+    def refuse_upgrade(self, environ: dict) -> str | None:
+        """Why a WebSocket upgrade to a Socket.IO path must be refused before it is made, or None.
+
+        gevent-websocket answers 101 before the app runs, so python-engineio's
+        origin check would come too late to say 400; the same check (its own
+        rules, the app's ``cors_allowed_origins``) is made here first.
+        """
+        if self.sio is None or not self.is_sio_path(environ.get("PATH_INFO", "")):
+            return None
+        eio = self.sio.eio
+        origin = environ.get("HTTP_ORIGIN")
+        allowed_of = getattr(eio, "_cors_allowed_origins", None)
+        if not origin or eio.cors_allowed_origins == [] or allowed_of is None:
+            return None
+        allowed = allowed_of(environ)
+        if allowed is not None and origin not in allowed:
+            return f"{origin} is not an accepted origin"
+        return None
 
     def _socketio(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))

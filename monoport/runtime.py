@@ -27,6 +27,7 @@ from .config import Config, parse_hostport, tls_mode
 from .connection import Connection
 from .dispatch import Dispatcher
 from .errors import ConfigError
+from .limits import PerClientLimit, raise_fd_limit
 from .listener import Listener, bind_socket
 from .router import Router
 from .stats import Stats
@@ -38,6 +39,9 @@ log = logging.getLogger("monoport")
 
 #: What a raw (non-TLS, non-HTTP, non-Flash) connection gets, by --raw mode.
 #: Other modules register their stages here ("sio", "forward").
+#: python-engineio's default max_http_buffer_size, for WebSockets when there is no Socket.IO server
+DEFAULT_MAX_PAYLOAD = 1_000_000
+
 RAW_STAGES: dict[str, Callable[["Runtime", Connection, bool], None]] = {}
 
 
@@ -62,6 +66,19 @@ def embed_instance_id(sio: Any, instance_id: str) -> None:
     eio.generate_id = generate_id
 
 
+def apply_sio_limits(sio: Any, config: Config) -> None:
+    """--max-payload and --cors-origin, set on the Engine.IO server before it serves anyone.
+
+    Without --cors-origin the app's own ``cors_allowed_origins`` stays (python-engineio's
+    default, None, is same-origin only); monoport never widens it on its own.
+    """
+    eio = sio.eio
+    if config.max_payload is not None:
+        eio.max_http_buffer_size = config.max_payload
+    if config.cors_origin:
+        eio.cors_allowed_origins = "*" if "*" in config.cors_origin else list(config.cors_origin)
+
+
 class Runtime:
     def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
@@ -79,6 +96,7 @@ class Runtime:
         self.stats = Stats(config.instance_id, __version__, getattr(config, "max_conns", None))
         self.stats.draining = lambda: self.draining
         self.access: accesslog.AccessLog | None = None
+        self.per_client = PerClientLimit(config.max_conns_per_ip)
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -91,6 +109,7 @@ class Runtime:
         rt.sio = loaded.sio
         if rt.sio is not None:
             embed_instance_id(rt.sio, config.instance_id)
+            apply_sio_limits(rt.sio, config)
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
         rt.access_log = rt.on_request
@@ -184,6 +203,13 @@ class Runtime:
         handler = self.handler_class(conn, self.wsgi_server)
         handler.handle()
 
+    @property
+    def max_message(self) -> int:
+        """Largest WebSocket message (and Socket.IO payload) accepted, in bytes."""
+        if self.sio is not None:
+            return self.sio.eio.max_http_buffer_size
+        return self.config.max_payload or DEFAULT_MAX_PAYLOAD
+
     def raw_stage(self, conn: Connection, silent: bool) -> None:
         self.raw_stage_impl(self, conn, silent)
 
@@ -193,6 +219,7 @@ class Runtime:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        raise_fd_limit()
         gevent.spawn(self.stats.measure_lag, gevent.sleep)
         for listener in self.listeners:
             listener.start()
@@ -207,6 +234,10 @@ class Runtime:
             ",".join(self.config.sio_path), WEBSOCKET_LIBRARY, self.config.raw,
             "off" if self.certs is None else ",".join(self.certs.names) or "on",
         )
+        if self.sio is not None:
+            origins = self.sio.eio.cors_allowed_origins
+            log.info("Socket.IO: max payload %s bytes, CORS %s", self.sio.eio.max_http_buffer_size,
+                     "same origin only" if origins is None else origins)
         if self.dev_ca:
             log.info("development CA: %s (trust it to browse https://localhost without warnings)", self.dev_ca)
 
@@ -252,10 +283,7 @@ class Runtime:
             except OSError:
                 pass
         if self.sio is not None and first:
-            try:
-                self.sio.eio.disconnect()
-            except Exception:  # pragma: no cover - a bug in an app's disconnect handler
-                log.exception("disconnecting Socket.IO clients failed")
+            self._disconnect_sio()
         if graceful:
             self.pool.join(timeout=timeout)
         left = len(self.pool)
@@ -267,6 +295,22 @@ class Runtime:
             self.pool.kill(block=True, timeout=1)
         log.info("stopped")
         self.stopped.set()
+
+    def _disconnect_sio(self) -> None:
+        """Queue a close packet for every Engine.IO session, without waiting.
+
+        ``eio.disconnect()`` waits until each polling client has fetched its
+        close packet: one that never polls again would hold the exit for the
+        whole graceful timeout. WebSocket sessions still get theirs sent (their
+        writer runs on) and their connections are drained like any other.
+        """
+        eio = self.sio.eio
+        for session in list(eio.sockets.values()):
+            try:
+                session.close(wait=False)
+            except Exception:  # pragma: no cover - a bug in an app's disconnect handler
+                log.exception("disconnecting a Socket.IO client failed")
+        eio.sockets.clear()
 
     def run(self) -> int:
         self.start()

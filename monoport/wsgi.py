@@ -11,6 +11,7 @@ reuse a dead socket).
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import logging
 import socket
@@ -22,10 +23,10 @@ from gevent import pywsgi
 
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
-from .httphead import RequestHead, parse_head
+from .httphead import MAX_HEADERS, RequestHead, parse_head
 from .sniff import NEED_MORE
 from .stream import Stream
-from .websocket import HandlerBase
+from .websocket import HandlerBase, limit_messages
 
 log = logging.getLogger("monoport")
 
@@ -170,6 +171,19 @@ class Handler(HandlerBase):
             conn.outcome = "closed after response"
         return result
 
+    def MessageClass(self, *args: Any) -> Any:  # noqa: N802 (pywsgi's name)
+        # pywsgi parses headers with http.client, which stops at 100 lines
+        # *counting the blank one*: a head with exactly MAX_HEADERS headers,
+        # already accepted by parse_head, would get 400. The head is buffered
+        # whole in the Stream, so parsing it never yields to another greenlet
+        # while the bound is raised.
+        saved = http.client._MAXHEADERS
+        http.client._MAXHEADERS = max(saved, MAX_HEADERS + 1)
+        try:
+            return super().MessageClass(*args)
+        finally:
+            http.client._MAXHEADERS = saved
+
     def _wait_next_request(self) -> bool:
         """Wait for the first byte of the next request (keep-alive idle)."""
         conn, stream, rt = self.conn, self.conn.stream, self.runtime
@@ -223,11 +237,21 @@ class Handler(HandlerBase):
             self.response_headers.append((b"Connection", b"close"))
         return write
 
+    def upgrade_websocket(self) -> Any:
+        refusal = self.runtime.router.refuse_upgrade(self.environ)
+        if refusal is None:
+            return super().upgrade_websocket()
+        self.conn.outcome = f"WebSocket refused ({refusal}) -> 400"
+        body = f"{refusal}\n".encode()
+        self.start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def run_websocket(self) -> None:
         # A WebSocket has no idle timeout of its own: Socket.IO pings keep it alive.
         self.conn.sock.settimeout(None)
         self.environ["monoport.transport"] = "websocket"
         self.conn.kind = "wss" if self.conn.secure else "ws"
+        limit_messages(self.websocket, self, self.runtime.max_message)
         super().run_websocket()
         if self.conn.outcome == "closed":
             self.conn.outcome = "draining" if self.runtime.draining else "client closed (websocket)"

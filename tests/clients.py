@@ -26,9 +26,11 @@ def sio_client(url: str, ca: str | None, transports: list[str], **kwargs) -> soc
 
 
 def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0, tls: ssl.SSLContext | None = None,
-                 server_hostname: str = "localhost", shut_write: bool = False) -> bytes:
-    """Send ``data`` and read until the server closes (bounded)."""
+                 server_hostname: str = "localhost", shut_write: bool = False, prefix: bytes = b"") -> bytes:
+    """Send ``data`` and read until the server closes (bounded); ``prefix`` goes first, before TLS."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if prefix:
+        sock.sendall(prefix)
     if tls is not None:
         sock = tls.wrap_socket(sock, server_hostname=server_hostname)
     with sock:
