@@ -20,6 +20,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 
 node:
 	@if [ -f webapp/package.json ]; then \
+		command -v npm >/dev/null 2>&1 || { echo "npm is needed for the chat's browser client: apt-get install npm (or ./scripts/system-deps.sh)" >&2; exit 1; }; \
 		if [ ! -d webapp/node_modules ] || [ webapp/package-lock.json -nt webapp/node_modules ]; then \
 			cd webapp && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; \
 		fi; \

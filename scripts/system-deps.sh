@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install the system packages the tests need (redis-server, Chromium) when
+# Install the system packages the tests need (redis-server, Chromium, npm) when
 # they are missing. Debian/Ubuntu with apt; as root or through sudo.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v npm >/dev/null 2>&1 || need+=(npm)  # webapp's socket.io-client (make node)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
