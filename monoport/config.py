@@ -215,7 +215,7 @@ class Config:
     )
     raw: str = option(
         "off", "--raw", parse=parse_raw, metavar="sio|off|HOST:PORT",
-        help="what non-HTTP, non-TLS connections get: closed (off)",
+        help="what non-HTTP, non-TLS connections get: closed (off), or spliced to a TCP backend (HOST:PORT)",
     )
     trusted_proxy: tuple[str, ...] = option(
         (), "--trusted-proxy", "--forwarded-allow-ips", parse=parse_network, repeat=True, metavar="CIDR",

@@ -21,12 +21,12 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, devcerts, flash
+from . import __version__, accesslog, appload, devcerts, flash, splice
 from .admin import Admin
 from .config import Config, parse_hostport, tls_mode
-from .connection import Connection
+from .connection import Connection, format_address
 from .dispatch import Dispatcher
-from .errors import ConfigError
+from .errors import ConfigError, PeerUnavailable
 from .limits import PerClientLimit, raise_fd_limit
 from .listener import Listener, bind_socket
 from .router import Router
@@ -53,6 +53,32 @@ def _raw_off(rt: "Runtime", conn: Connection, silent: bool) -> None:
 
 
 RAW_STAGES["off"] = _raw_off
+
+#: Seconds to connect to the ``--raw HOST:PORT`` backend before giving up.
+RAW_DIAL_TIMEOUT = 5.0
+
+
+def _raw_forward(rt: "Runtime", conn: Connection, silent: bool) -> None:
+    """``--raw HOST:PORT``: splice the connection, every byte already read first."""
+    host, port = parse_hostport(rt.config.raw)
+    target = format_address((host, port))
+    try:
+        backend = splice.dial((host, port), RAW_DIAL_TIMEOUT)
+    except PeerUnavailable as exc:
+        conn.outcome = f"raw backend unavailable ({exc})"
+        return
+    try:
+        conn.sock.settimeout(None)
+        # Clear sockets were only peeked (the kernel still has the bytes);
+        # inside TLS the sniffed bytes wait in the stream's buffer.
+        result = splice.splice(conn.sock, backend, client_prefix=conn.stream.take(len(conn.stream.buf)))
+    finally:
+        backend.close()
+    conn.outcome = (f"raw forwarded to {target}: {result.bytes_up} bytes up, "
+                    f"{result.bytes_down} down, closed by {result.closed_by}")
+
+
+RAW_STAGES["forward"] = _raw_forward
 
 
 def embed_instance_id(sio: Any, instance_id: str) -> None:
