@@ -24,15 +24,34 @@ class Stream:
         self.buf = bytearray(buffered)
         self.eof = False
         self.closed = False
+        #: while set, a receive timeout raises this instead (see :meth:`fill`)
+        self.on_timeout: type[BaseException] | None = None
+        #: the stall already raised; raised again at once by later reads
+        self.stalled: BaseException | None = None
         #: bytes received from the socket through this stream
         self.bytes_in = 0
 
     # -- filling ---------------------------------------------------------
     def fill(self) -> bool:
-        """Receive once; False at EOF. Raises socket.timeout/OSError."""
+        """Receive once; False at EOF.
+
+        Raises:
+            socket.timeout, OSError: from the socket; or ``on_timeout()`` instead
+                of a timeout while it is set (a request body that stopped moving:
+                an exception an application's ``except Exception`` does not
+                swallow, so that it is not reported as the app's own error).
+        """
+        if self.stalled is not None:
+            raise self.stalled
         if self.eof:
             return False
-        data = self.sock.recv(RECV_SIZE)
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (socket.timeout, TimeoutError):
+            if self.on_timeout is None:
+                raise
+            self.stalled = self.on_timeout()
+            raise self.stalled from None
         if not data:
             self.eof = True
             return False

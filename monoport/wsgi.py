@@ -15,6 +15,7 @@ import http.client
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from typing import Any, Callable, Iterable
 
@@ -30,7 +31,7 @@ from .websocket import HandlerBase, limit_messages
 
 log = logging.getLogger("monoport")
 
-_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
             429: "Too Many Requests", 301: "Moved Permanently"}
 
 #: headers a client could use to lie about who it is; removed unless trusted
@@ -40,6 +41,15 @@ FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_F
 
 class HeadTimeout(Exception):
     """The request head did not arrive within its deadline."""
+
+
+class BodyStalled(BaseException):
+    """The request body made no progress for --body-timeout.
+
+    A BaseException, like GreenletExit, so that it passes through the
+    application's ``except Exception`` (Flask would answer 500 and log a
+    traceback for what is the client's fault) up to :class:`Handler`.
+    """
 
 
 def simple_response(status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> bytes:
@@ -166,7 +176,11 @@ class Handler(HandlerBase):
             return None
         conn.requests += 1
         conn.sock.settimeout(rt.config.body_timeout)
-        result = super().handle_one_request()
+        stream.on_timeout = BodyStalled
+        try:
+            result = super().handle_one_request()
+        finally:
+            stream.on_timeout = None
         if result is None and conn.outcome == "closed":
             conn.outcome = "closed after response"
         return result
@@ -267,6 +281,26 @@ class Handler(HandlerBase):
         except Exception:
             message = f"{msg!r} {args!r}"
         self.conn.outcome = f"protocol error ({message.strip()})"
+
+    def handle_error(self, t: Any, v: BaseException, tb: Any) -> None:
+        # pywsgi prints a traceback for anything the app raised; a client that
+        # stalls its body or stops reading the response is one log line.
+        if isinstance(v, BodyStalled):
+            self.conn.outcome = "client timeout (request body)"
+        elif isinstance(v, (socket.timeout, TimeoutError)):
+            self.conn.outcome = "client timeout (response not read)"
+        elif isinstance(v, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            # pywsgi ignores EPIPE/ECONNRESET this way, but not their TLS forms
+            self.conn.outcome = "client closed during the response"
+        else:
+            super().handle_error(t, v, tb)
+            return
+        self.close_connection = True
+        if not self.headers_sent:
+            try:
+                self.socket.sendall(simple_response(408))
+            except OSError:
+                pass
 
     def _handle_client_error(self, ex: Exception) -> Any:
         # pywsgi prints a traceback for client errors that are not ValueError;
