@@ -1,0 +1,156 @@
+"""The demo chat in a real browser: Playwright's Python package driving Debian's chromium.
+
+No browser is downloaded: Playwright launches the system ``chromium``
+(scripts/system-deps.sh installs it; without it these tests fail, they do
+not skip). The server runs on a trustme certificate that chromium does not
+know, so every browser context is made with ``ignore_https_errors=True``:
+TLS is really negotiated (the page reports the TLS version monoport saw),
+only the certificate check is waived. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+#: flags for a headless chromium as root in a container, with no background traffic
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: generous: two cores are shared by several test runs
+WAIT_MS = 30_000
+
+expect.set_options(timeout=WAIT_MS)
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(path, os.X_OK):
+        pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(monoport, tls_args):
+    """monoport with its default app (webapp) on a trustme certificate."""
+    return monoport(tls_args)
+
+
+@pytest.fixture
+def open_page(browser: Browser, server):
+    contexts = []
+
+    def open_(query: str = "", **context_options) -> Page:
+        # the test CA is not in chromium's store: the certificate check is waived here, TLS is not
+        context = browser.new_context(ignore_https_errors=True, **context_options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"https://localhost:{server.port}/{query}")
+        expect(page.locator("body")).to_have_attribute("data-state", "connected")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def join(page: Page, room: str, nick: str) -> None:
+    page.fill("#nick", nick)
+    page.fill("#room", room)
+    page.click("#join")
+    expect(page.locator("body")).to_have_attribute("data-room", room)
+
+
+def say(page: Page, text: str) -> None:
+    page.fill("#text", text)
+    page.press("#text", "Enter")
+    expect(page.locator("#text")).to_have_value("")
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_two_browsers_chat_over_wss_and_a_third_on_polling_sees_it_all(open_page, server):
+    alice, bob = open_page(), open_page()
+    carol = open_page("?transport=polling")
+    for page, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        join(page, "demo", nick)
+    for page in (alice, bob):
+        expect(page.locator("body")).to_have_attribute("data-transport", "websocket")  # upgraded
+        expect(page.locator("#transport")).to_have_text("transport: websocket")
+        expect(page.locator("#tls")).to_contain_text("TLS: on (TLSv1.")
+        expect(page.locator("#tls")).to_contain_text("ended by monoport")
+    expect(carol.locator("#transport")).to_have_text("transport: polling (forced)")
+    expect(alice.locator("#members li")).to_have_text(["alice", "bob", "carol"])
+
+    bob.fill("#text", "typing away")
+    expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    bob.fill("#text", "")
+
+    say(alice, "hello <b>bob</b> & <img src=x onerror=alert(1)>")
+    say(bob, "hi alice")
+    texts = ["hello <b>bob</b> & <img src=x onerror=alert(1)>", "hi alice"]
+    for page in (alice, bob, carol):
+        expect(page.locator("#messages li .text")).to_have_text(texts)
+        expect(page.locator("#messages li .nick")).to_have_text(["alice", "bob"])
+        expect(page.locator("#messages li time")).to_have_count(2)
+        assert page.locator("#messages b, #messages img").count() == 0  # shown as text, never as HTML
+    expect(alice.locator("#typing")).to_have_text("")  # bob's message ended his typing notice
+
+    say(carol, "carol over long-polling")
+    expect(alice.locator("#messages li .text").last).to_have_text("carol over long-polling")
+    assert carol.evaluate("document.body.dataset.transport") == "polling"  # never upgraded
+
+    carol.fill("#text", "é" * 3000)  # 6000 bytes: over the 4 KB limit
+    carol.press("#text", "Enter")
+    expect(carol.locator("#error")).to_be_visible()
+    expect(carol.locator("#error")).to_have_attribute("data-code", "too_long")
+    screenshot(alice, "browser-chat.png")
+    screenshot(carol, "browser-chat-polling.png")
+
+    for page in (alice, bob, carol):
+        page.context.close()  # the server logs a connection when it ends
+    server.wait_log(" wss TLSv1.", timeout=20)
+    server.wait_log(" polling-tls TLSv1.", timeout=20)
+
+
+def test_a_reload_keeps_the_nickname_and_rejoins_with_history(open_page):
+    dave = open_page()
+    join(dave, "reload", "dave")
+    say(dave, "before the reload")
+    dave.reload()
+    expect(dave.locator("body")).to_have_attribute("data-room", "reload")
+    expect(dave.locator("#nick")).to_have_value("dave")
+    expect(dave.locator("#members li")).to_have_text(["dave"])
+    expect(dave.locator("#messages li .text")).to_have_text(["before the reload"])
+    say(dave, "after the reload")
+    expect(dave.locator("#messages li .text")).to_have_text(["before the reload", "after the reload"])
+
+
+def test_the_page_is_readable_on_a_phone(open_page):
+    phone = open_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                      device_scale_factor=2)
+    join(phone, "mobile", "pat")
+    say(phone, "a long line " * 20)
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the phone"
+    assert phone.locator("#send").is_visible() and phone.locator("#members").is_visible()
+    screenshot(phone, "browser-phone.png")
