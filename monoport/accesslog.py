@@ -16,7 +16,7 @@ sni            the server name the client asked for, or ``-``
 request        ``"METHOD PATH"`` (req) or ``"-"`` (conn), JSON-quoted
 status         HTTP status (req) or ``-``
 bytes_in       request body bytes (req) / payload bytes from the client (conn)
-bytes_out      response body bytes (req) / payload bytes to the client (conn)
+bytes_out      response bytes, head included (req) / payload bytes to the client (conn)
 duration       seconds, 3 decimals: request handling time / connection lifetime
 served         ``local`` or the id of the peer instance it was forwarded to
 termination    conn: one of client_closed, client_aborted, client_timeout,

@@ -24,6 +24,13 @@ from .errors import ConfigError
 CHECKS: list[Callable[[Any], str | None]] = []
 
 
+def report_error(error: BaseException) -> int:
+    """The one line --check prints for a bad configuration; exit code 2."""
+    what = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+    print(f"monoport: configuration error: {what}", file=sys.stderr)
+    return 2
+
+
 def run(config: Config) -> int:
     """Check ``config``; print the verdict. Returns the exit code (0 good, 2 bad)."""
     from .runtime import Runtime
@@ -33,12 +40,8 @@ def run(config: Config) -> int:
         runtime = Runtime.build(config)
         runtime.bind()
         extra = [fragment for hook in CHECKS if (fragment := hook(runtime))]
-    except ConfigError as exc:
-        print(f"monoport: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # an app that fails on import: its error, not a traceback
-        print(f"monoport: configuration error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # ConfigError, or an app that fails on import: one line, no traceback
+        return report_error(exc)
     finally:
         if runtime is not None:
             for listener in runtime.listeners:

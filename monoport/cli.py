@@ -31,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, ns = from_sources(argv, os.environ)
     except ConfigError as exc:
+        args = sys.argv[1:] if argv is None else argv
+        if "--check" in args or "--check-config" in args:
+            from .check import report_error
+
+            return report_error(exc)  # one line, like the rest of --check
         return fail(exc)
     setup_logging(config.log_level)
     if getattr(ns, "check", False):

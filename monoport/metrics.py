@@ -47,7 +47,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "monoport_tls_handshake_duration_seconds": ("histogram", (), "TLS handshake time, failed ones included"),
     "monoport_http_requests_total": ("counter", ("kind", "tls", "outcome"),
                                      "HTTP requests by transport (http, polling, websocket) and status class"),
-    "monoport_http_request_duration_seconds": ("histogram", (), "HTTP request handling time"),
+    "monoport_http_request_duration_seconds": ("histogram", (), "HTTP request handling time (WebSocket upgrades excluded)"),
     "monoport_errors_total": ("counter", ("reason",), "errors by reason"),
     "monoport_socketio_sessions": ("gauge", (), "Engine.IO sessions on this instance"),
     "monoport_socketio_rooms": ("gauge", (), "Socket.IO rooms made by the app on this instance"),

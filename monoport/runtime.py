@@ -130,6 +130,7 @@ class Runtime:
         rt = cls(config, environ)
         rt.certs = rt.load_certificates()
         rt.flash_policy = None if config.no_flash else flash.load_policy(config.flash_policy, config.ports)
+        log.info("importing the app (%s)", config.app or f"default: {appload.DEFAULT_APP}")
         loaded = appload.load(config.app, config.sio)
         rt.loaded = loaded
         rt.sio = loaded.sio

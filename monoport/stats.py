@@ -149,7 +149,8 @@ class Stats:
         code = str(status)
         status_class = f"{code[0]}xx" if code[:1].isdigit() else "other"
         self.requests[(transport, tls, status_class)] += 1
-        self.request_seconds.observe(seconds)
+        if code != "101":  # an upgraded request lasts as long as its WebSocket: not a request time
+            self.request_seconds.observe(seconds)
 
     def error(self, reason: str) -> None:
         self.errors[reason] += 1

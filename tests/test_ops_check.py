@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_missing_certificate_exits_2_naming_it(tmp_path):
     missing = str(tmp_path / "nope.pem")
     done = check(*APP, "--cert", missing, "--key", missing, "--bind", f"127.0.0.1:{free_port()}")
     assert done.returncode == 2 and "--cert" in done.stderr and "nope.pem" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("monoport: configuration error: --cert")
+    assert "usage:" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_unreadable_certificate_exits_2(tmp_path):
@@ -51,6 +53,14 @@ def test_bad_app_path_exits_2_naming_it():
     assert done.returncode == 2 and "--app" in done.stderr and "no_such_module_here" in done.stderr
     done = check("--app", "tests.apps.echo_app:nothing", "--tls", "off", "--bind", f"127.0.0.1:{free_port()}")
     assert done.returncode == 2 and "nothing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_app_that_fails_on_import_exits_2_without_traceback(tmp_path):
+    (tmp_path / "broken_app.py").write_text("raise RuntimeError('database url missing')\n")
+    done = subprocess.run([sys.executable, "-m", "monoport", "--check", "--app", "broken_app:app", "--tls", "off",
+                           "--bind", f"127.0.0.1:{free_port()}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "database url missing" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_port_in_use_exits_2_naming_it():
