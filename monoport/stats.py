@@ -249,7 +249,9 @@ class Stats:
         sio = self.sio
         if sio is None:
             return {"sessions": 0, "rooms": 0, "namespaces": {}}
-        sessions = len(getattr(sio.eio, "sockets", {}))
+        # python-engineio drops closed sessions from ``sockets`` lazily (on the next
+        # lookup or its periodic sweep): a closed one is not a session any more.
+        sessions = sum(1 for s in list(getattr(sio.eio, "sockets", {}).values()) if not getattr(s, "closed", False))
         namespaces: dict[str, dict[str, int]] = {}
         rooms_total = 0
         for namespace, rooms in list(getattr(sio.manager, "rooms", {}).items()):
