@@ -76,3 +76,22 @@ def slow():
 
     time.sleep(float(request.args.get("s", "1")))
     return "slow done"
+
+
+#: messages of each session in the order their handlers started (= arrival order:
+#: gevent starts spawned handlers first-in first-out, and append does not yield)
+COLLECTED: dict[str, list] = {}
+
+
+@sio.on("collect")
+def collect(sid, index, data):
+    COLLECTED.setdefault(sid, []).append((index, data))
+
+
+@sio.on("replay")
+def replay(sid):
+    """Send every collected message back; answer the indices in the order they arrived."""
+    messages = COLLECTED.pop(sid, [])
+    for index, message in messages:
+        sio.emit("replayed", (index, message), to=sid)
+    return [index for index, _ in messages]
