@@ -21,7 +21,8 @@ duration       seconds, 3 decimals: request handling time / connection lifetime
 served         ``local`` or the id of the peer instance it was forwarded to
 termination    conn: one of client_closed, client_aborted, client_timeout,
                sniff_timeout, tls_failed, protocol_error, peer_down,
-               server_full, server_closed, draining, other; req: ``-``
+               server_full, client_limit, server_closed, draining, other
+               (see ``connection.TERMINATIONS``); req: ``-``
 detail         the free-form outcome text (conn) or ``-``, JSON-quoted
 =============  ===============================================================
 

@@ -36,8 +36,11 @@ TERMINATIONS: tuple[tuple[str, str], ...] = (
     ("not TLS, HTTP", "protocol_error"),
     ("not a Flash", "protocol_error"),
     ("error", "protocol_error"),
-    ("peer down", "peer_down"),               # the peer a connection went to failed
+    ("WebSocket refused", "protocol_error"),
+    ("peer down", "peer_down"),               # the peer (or raw backend) a connection went to failed
+    ("raw backend unavailable", "peer_down"),
     ("server full", "server_full"),           # no capacity anywhere (503)
+    ("over --max-conns-per-ip", "client_limit"),  # this client has too many connections already
     ("server closed", "server_closed"),       # monoport (or the app) ended it normally
     ("closed after response", "server_closed"),
     ("flash policy sent", "server_closed"),

@@ -71,11 +71,21 @@ def _raw_forward(rt: "Runtime", conn: Connection, silent: bool) -> None:
         conn.sock.settimeout(None)
         # Clear sockets were only peeked (the kernel still has the bytes);
         # inside TLS the sniffed bytes wait in the stream's buffer.
-        result = splice.splice(conn.sock, backend, client_prefix=conn.stream.take(len(conn.stream.buf)))
+        prefix = conn.stream.take(len(conn.stream.buf))
+        # the unmetered socket, so the zero-copy path stays open; the result counts the bytes
+        result = splice.splice(conn.sock.wrapped, backend, client_prefix=prefix)
     finally:
         backend.close()
+    conn.bytes_in += result.bytes_up - len(prefix)  # the prefix was counted when it was read
+    conn.bytes_out += result.bytes_down
     conn.outcome = (f"raw forwarded to {target}: {result.bytes_up} bytes up, "
                     f"{result.bytes_down} down, closed by {result.closed_by}")
+    conn.termination = RAW_TERMINATIONS.get(result.closed_by, "other")
+
+
+#: who ended a spliced raw conversation -> termination reason
+RAW_TERMINATIONS = {splice.CLIENT: "client_closed", splice.BACKEND: "server_closed",
+                    splice.TIMEOUT: "client_timeout", splice.ERROR: "client_aborted"}
 
 
 RAW_STAGES["forward"] = _raw_forward

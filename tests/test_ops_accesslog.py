@@ -120,3 +120,14 @@ def test_sigusr1_reopens_the_access_log(monoport, tmp_path):
     requests.get(base + "/second", timeout=5)
     wait_for(lambda: log.exists() and "/second" in log.read_text())
     assert "/second" not in rotated.read_text()
+
+
+def test_a_client_over_its_connection_limit_is_logged_as_client_limit(monoport, tmp_path):
+    log = tmp_path / "access.log"
+    server = monoport(APP + ["--tls", "off", "--max-conns-per-ip", "1", "--access-log", str(log), "--log-format",
+                             "json"])
+    wait_for(lambda: conn_lines(log, "client_closed"))  # the fixture's start-up probe has gone
+    with requests.Session() as first:
+        assert first.get(f"http://127.0.0.1:{server.port}/", timeout=5).status_code == 200  # held open, idle
+        assert requests.get(f"http://127.0.0.1:{server.port}/", timeout=5).status_code == 429
+        assert wait_termination(log, "client_limit")["kind"] == "http"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import ssl
+import threading
 
 import pytest
 import requests
@@ -151,3 +153,28 @@ def test_with_stats_auth_everyone_needs_the_credentials(monoport):
         assert requests.get(base + page, auth=("ops", "s3cre"), timeout=5).status_code == 401
         assert requests.get(base + page, auth=("ops", "s3cret"), timeout=5).status_code == 200
     assert _get_as_public(server.port, "/monoport/health") == 200
+
+
+def test_raw_forwarded_connections_are_counted_with_their_bytes_and_who_closed(monoport, tls_files, tmp_path):
+    backend = socket.create_server(("127.0.0.1", 0))
+    backend_port = backend.getsockname()[1]
+
+    def echo_once() -> None:
+        conn, _ = backend.accept()
+        with conn:
+            conn.sendall(conn.recv(1024).upper())
+
+    threading.Thread(target=echo_once, daemon=True).start()
+    log = tmp_path / "access.log"
+    server = monoport(APP + ["--tls", "off", "--raw", f"127.0.0.1:{backend_port}", "--access-log", str(log),
+                             "--log-format", "json"])
+    try:
+        assert raw_exchange(server.port, b"hello raw\n") == b"HELLO RAW\n"
+    finally:
+        backend.close()
+    record = wait_for(lambda: [r for r in map(json.loads, log.read_text().splitlines())
+                               if r["event"] == "conn" and r["kind"] == "raw"])[0]
+    assert record["bytes_in"] == 10 and record["bytes_out"] == 10
+    assert record["termination"] == "server_closed"  # the backend closed first
+    snap = requests.get(f"http://127.0.0.1:{server.port}/monoport/stats.json", timeout=5).json()
+    assert closed(snap, "raw", "server_closed") == 1 and snap["sniff"]["raw"] == 1
