@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: run test setup setup-dev system-deps node bench clean check
+.PHONY: run test setup setup-dev system-deps node bench clean check docs
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev bench/requirements.txt
 	touch $@
 
 # Installs stunnel4, haproxy, nginx and wrk itself when missing (apt); about 15 minutes.
+docs: setup
+	$(PY) -m monoport.docs --write README.md
+
 bench: setup-dev $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
 

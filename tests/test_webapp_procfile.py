@@ -91,3 +91,22 @@ def test_forwarded_proto_is_believed_from_the_trusted_router_only(procfile_web):
     assert untrusted["remote_addr"] == "127.0.0.2"
     plain = get_info(port, "127.0.0.1", {})
     assert plain["scheme"] == "http"
+
+
+def test_socketio_accepts_the_https_page_only_through_the_trusted_router(procfile_web):
+    """Why the router must be trusted: the browser's Origin is https, the hop to the dyno is http."""
+    port, _ = procfile_web
+    headers = {"Host": "chat.example.com", "Origin": "https://chat.example.com", "X-Forwarded-Proto": "https"}
+
+    def handshake(source: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+        try:
+            conn.request("GET", "/socket.io/?EIO=4&transport=polling", headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    assert handshake("127.0.0.1") == 200
+    assert handshake("127.0.0.2") == 400  # not an accepted origin: the scheme it sees is http
