@@ -39,6 +39,8 @@ TERMINATIONS: tuple[tuple[str, str], ...] = (
     ("WebSocket refused", "protocol_error"),
     ("peer down", "peer_down"),               # the peer (or raw backend) a connection went to failed
     ("raw backend unavailable", "peer_down"),
+    ("forwarded to", "peer_down"),            # (a forward that ends normally sets its own reason)
+    ("peer listener", "protocol_error"),      # not a PROXY v2 connection from a trusted sender
     ("server full", "server_full"),           # no capacity anywhere (503)
     ("over --max-conns-per-ip", "client_limit"),  # this client has too many connections already
     ("server closed", "server_closed"),       # monoport (or the app) ended it normally

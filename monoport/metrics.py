@@ -24,6 +24,8 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .stats import peer_up
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: name (as exposed) -> (type, labels, help)
@@ -129,7 +131,7 @@ def families(snap: dict[str, Any]) -> Iterator[Metric]:
     yield _single("monoport_socketio_sessions", snap["socketio"]["sessions"])
     yield _single("monoport_socketio_rooms", snap["socketio"]["rooms"])
     peers = snap["peers"]
-    yield _labelled("monoport_peer_up", [([name], 1 if info.get("healthy") else 0) for name, info in peers.items()])
+    yield _labelled("monoport_peer_up", [([name], 1 if peer_up(info) else 0) for name, info in peers.items()])
     yield _labelled("monoport_peer_connections",
                     [([name], info["conns"]) for name, info in peers.items() if isinstance(info.get("conns"), (int, float))])
     yield _single("monoport_event_loop_lag_seconds", snap["event_loop"]["lag"])

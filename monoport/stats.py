@@ -17,6 +17,7 @@ API for other modules:
 - ``handshake(conn, seconds, failure)``; ``request(kind, tls, status, seconds)``
 - ``forwarded_out(conn, peer_id)`` / ``forwarded_in(conn, from_id)``
 - ``set_peer(peer_id, **info)`` / ``remove_peer(peer_id)``; ``peers`` is a dict
+  of plain dicts (``up`` or ``healthy``, ``conns``, ``max_conns``, ``address`` ...)
 - ``error(reason)`` for errors that do not end a connection
 - ``sources``: a dict of name -> callable returning extra plain data
   (e.g. the balancer's queue length), merged into the snapshot under ``extra``
@@ -41,6 +42,11 @@ SNIFFING = frozenset({"unknown", "proxy", "tls"})
 #: How often the event-loop lag probe runs, and how long it sleeps, in seconds.
 LAG_INTERVAL = 1.0
 LAG_SLEEP = 0.05
+
+
+def peer_up(info: dict[str, Any]) -> bool:
+    """A peer entry is healthy when its ``up`` (or ``healthy``) field says so."""
+    return bool(info.get("up", info.get("healthy")))
 
 
 class Histogram:

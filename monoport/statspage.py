@@ -13,6 +13,8 @@ import html
 import time
 from typing import Any, Iterable
 
+from .stats import peer_up
+
 #: seconds between automatic reloads of the page
 REFRESH = 5
 
@@ -124,8 +126,8 @@ def render(snap: dict[str, Any], environ: dict | None = None) -> bytes:
 
 
 def _peers(peers: dict[str, dict[str, Any]]) -> str:
-    columns = sorted({key for info in peers.values() for key in info if key != "healthy"})
-    rows = [[name, "UP" if info.get("healthy") else "DOWN"] + [info.get(c) for c in columns]
+    columns = sorted({key for info in peers.values() for key in info if key not in ("healthy", "up", "id")})
+    rows = [[name, "UP" if peer_up(info) else "DOWN"] + [info.get(c) for c in columns]
             for name, info in peers.items()]
-    classes = ["up" if info.get("healthy") else "down" for info in peers.values()]
+    classes = ["up" if peer_up(info) else "down" for info in peers.values()]
     return table("Peers", ["peer", "state"] + columns, rows, wide=True, row_classes=classes)
