@@ -26,11 +26,12 @@ API for other modules:
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from .connection import TERMINATION_REASONS
+from .connection import TERMINATION_REASONS, format_address
 
 #: Histogram bucket bounds in seconds (Prometheus' defaults, plus 30 s for
 #: slow long-polling requests and 60 s for the longest ones).
@@ -39,6 +40,9 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 #: every change away from one of them (to proxy, tls, http, raw ...) is one
 #: decision of the sniffer, counted as a sniff outcome.
 SNIFFING = frozenset({"unknown", "proxy", "tls"})
+#: How many open connections the snapshot describes one by one (a snapshot
+#: blocks the hub while it is taken: it must stay cheap with 10k connections).
+MAX_CLIENTS_LISTED = 200
 #: How often the event-loop lag probe runs, and how long it sleeps, in seconds.
 LAG_INTERVAL = 1.0
 LAG_SLEEP = 0.05
@@ -199,7 +203,9 @@ class Stats:
         now = self.clock()
         live_bytes_in = sum(c.bytes_in for c in self.open)
         live_bytes_out = sum(c.bytes_out for c in self.open)
-        live_clients = [self._describe(c) for c in sorted(self.open, key=lambda c: c.started)]
+        # the longest-lived first (the WebSockets an operator looks for), a bounded few
+        oldest = heapq.nsmallest(MAX_CLIENTS_LISTED, self.open, key=lambda c: c.started)
+        live_clients = [self._describe(c) for c in oldest]
         closed = [{"kind": k, "tls": t, "termination": r, "count": n} for (k, t, r), n in sorted(self.closed.items())]
         terminations = Counter()
         for (_, _, reason), n in self.closed.items():
@@ -219,7 +225,7 @@ class Stats:
                 "terminations": {r: terminations.get(r, 0) for r in TERMINATION_REASONS},
                 "forwarded_total": {"in": self.forwarded["in"], "out": self.forwarded["out"]},
                 "seconds": self.connection_seconds.snapshot(),
-                "clients": live_clients[:200],
+                "clients": live_clients,
             },
             "bytes": {"in": self.bytes_in_closed + live_bytes_in, "out": self.bytes_out_closed + live_bytes_out},
             "sniff": dict(sorted(self.sniffed.items())),
@@ -241,8 +247,6 @@ class Stats:
         }
 
     def _describe(self, conn: Any) -> dict[str, Any]:
-        from .connection import format_address
-
         tls = conn.tls or {}
         return {
             "client": format_address(conn.client), "kind": conn.kind, "tls": tls.get("version"),
