@@ -49,6 +49,15 @@ TERMINATIONS: tuple[tuple[str, str], ...] = (
     ("clear-text HTTP", "server_closed"),
     ("closed", "server_closed"),
 )
+#: Tried when no prefix matches: phrases anywhere in the outcome, for outcome
+#: texts that start with what the connection was ("raw Socket.IO sid=...:
+#: 3 lines in, 2 out, client closed").
+TERMINATION_PHRASES: tuple[tuple[str, str], ...] = (
+    ("client closed", "client_closed"),
+    ("cut off", "protocol_error"),
+    ("refused", "protocol_error"),
+    ("closed by server", "server_closed"),
+)
 #: Every termination reason, for documentation and for metrics with zero values.
 TERMINATION_REASONS: tuple[str, ...] = tuple(dict.fromkeys(reason for _, reason in TERMINATIONS)) + ("other",)
 
@@ -57,6 +66,9 @@ def termination_of(outcome: str) -> str:
     """The stable termination reason for a free-form outcome text."""
     for prefix, reason in TERMINATIONS:
         if outcome.startswith(prefix):
+            return reason
+    for phrase, reason in TERMINATION_PHRASES:
+        if phrase in outcome:
             return reason
     return "other"
 

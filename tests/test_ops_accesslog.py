@@ -36,7 +36,7 @@ def wait_termination(path, termination: str) -> dict:
 def test_each_termination_reason_is_logged_for_the_client_that_caused_it(monoport, tls_args, tls_files, tmp_path):
     log = tmp_path / "access.log"
     server = monoport(APP + tls_args + ["--access-log", str(log), "--log-format", "json", "--sniff-timeout", "1",
-                                        "--head-timeout", "1"])
+                                        "--head-timeout", "1", "--raw", "off"])
     port = server.port
 
     # client_closed: a keep-alive client goes away after its request

@@ -31,4 +31,6 @@ def test_outcome_texts_map_onto_the_documented_reasons():
     assert termination_of("protocol error (engine.io: bad packet)") == "protocol_error"
     assert termination_of("closed after response") == "server_closed"
     assert termination_of("draining") == "draining"
+    assert termination_of("raw Socket.IO sid=ab.cd: 3 lines in, 2 out, client closed") == "client_closed"
+    assert termination_of("raw Socket.IO sid=ab.cd: 3 lines in, 2 out, cut off") == "protocol_error"
     assert termination_of("something new") == "other"

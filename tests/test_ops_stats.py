@@ -39,7 +39,7 @@ def failed_handshake(port: int) -> None:
 
 
 def test_counters_move_as_clients_of_each_kind_connect_and_leave(monoport, tls_args, tls_files, client_ctx):
-    server = monoport(APP + tls_args + ["--plain", "serve", "--sniff-timeout", "1"])
+    server = monoport(APP + tls_args + ["--plain", "serve", "--sniff-timeout", "1", "--raw", "off"])
     admin = https_session(tls_files["ca"])
     before = snapshot(server, admin)
     assert before["connections"]["by_kind"] == {"https": 1}  # the admin session itself
