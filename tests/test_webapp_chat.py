@@ -139,3 +139,11 @@ def test_rooms_are_bounded_and_empty_ones_are_evicted_first(chat, monkeypatch):
     chat.join("d", "four", "d")
     assert set(chat.rooms) == {"one", "three", "four"}
     assert [r["name"] for r in chat.room_list()] == ["four", "three", "one"]
+
+
+def test_a_refused_join_leaves_the_client_where_it_was(chat, monkeypatch):
+    monkeypatch.setattr(rules, "MAX_ROOMS", 1)
+    chat.connect("a")
+    room, _ = chat.join("a", "only", "alice")
+    assert code_of(chat.join, "a", "another", "alice") == "too_many_rooms"
+    assert chat.clients["a"].room == "only" and room.member_list() == ["alice"]

@@ -62,7 +62,7 @@ from typing import Any, Callable
 import socketio
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
 
-from .chat import Chat, Rejected
+from .chat import Chat, Rejected, Room
 
 log = logging.getLogger("webapp")
 
@@ -129,6 +129,9 @@ def info() -> Response:
 def refuse(sid: str, error: Rejected) -> dict[str, Any]:
     if state.should_report(sid, error):
         sio.emit("error", error.payload(), to=sid)
+        if error.code == "rate_limited":  # at most one line per second per flooding client
+            client = state.clients.get(sid)
+            log.info("chat: client %s (%s) is rate limited", sid, client.nick if client else "-")
     return {"ok": False, **error.payload()}
 
 
@@ -151,7 +154,7 @@ def event(name: str) -> Callable:
     return register
 
 
-def send_members(room: Any) -> None:
+def send_members(room: Room) -> None:
     sio.emit("members", {"room": room.name, "members": room.member_list()}, room=room.name)
 
 

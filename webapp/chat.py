@@ -186,8 +186,8 @@ class Chat:
         nick = valid_nick(nick)
         name = valid_room(room_name)
         self.throttle(sid)
+        room = self._room(name)  # first: a refusal (too many rooms) must leave the client where it was
         left = self._leave(client) if client.room is not None and (client.room != name or client.nick != nick) else None
-        room = self._room(name)
         room.members[sid] = nick
         client.nick, client.room = nick, name
         return room, left
