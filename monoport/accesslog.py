@@ -81,7 +81,8 @@ def request_record(handler: Any) -> dict[str, Any]:
     except ValueError:
         body_in = 0
     record.update({
-        "request": f"{method} {target}", "status": status_of(handler),
+        # no method: the head was refused before it parsed (431, 400)
+        "request": f"{method} {target}" if method != "-" else None, "status": status_of(handler),
         "bytes_in": body_in, "bytes_out": getattr(handler, "response_length", 0) or 0,
         "duration": round(max(0.0, finished - started), 3) if started and finished else 0.0,
         "termination": None, "detail": None,

@@ -67,6 +67,13 @@ def test_each_termination_reason_is_logged_for_the_client_that_caused_it(monopor
     # protocol_error: bytes that are no protocol monoport knows
     raw_exchange(port, b"\x00\x01garbage\r\n")
     assert wait_termination(log, "protocol_error")["kind"] == "raw"
+    # ... and a request head over the limit: a 431 request line, then the connection's line
+    reply = raw_exchange(port, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+                         tls=ssl.create_default_context(cafile=tls_files["ca"]))
+    assert b" 431 " in reply
+    oversized = wait_for(lambda: [r for r in conn_lines(log, "protocol_error") if "431" in r["detail"]])[0]
+    assert oversized["kind"] == "https" and oversized["bytes_in"] >= 16384  # read up to the head limit, no further
+    assert any(r["event"] == "req" and r["status"] == 431 and r["request"] is None for r in lines(log))
 
     # tls_failed: the client does not trust the certificate and aborts the handshake
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
