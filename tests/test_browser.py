@@ -55,13 +55,13 @@ def server(monoport, tls_args):
 def open_page(browser: Browser, server):
     contexts = []
 
-    def open_(query: str = "", **context_options) -> Page:
+    def open_(query: str = "", base: str | None = None, **context_options) -> Page:
         # the test CA is not in chromium's store: the certificate check is waived here, TLS is not
         context = browser.new_context(ignore_https_errors=True, **context_options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
-        page.goto(f"https://localhost:{server.port}/{query}")
+        page.goto((base or f"https://localhost:{server.port}") + "/" + query)
         expect(page.locator("body")).to_have_attribute("data-state", "connected")
         return page
 
@@ -154,3 +154,14 @@ def test_the_page_is_readable_on_a_phone(open_page):
     assert overflow <= 0, f"the page is {overflow}px wider than the phone"
     assert phone.locator("#send").is_visible() and phone.locator("#members").is_visible()
     screenshot(phone, "browser-phone.png")
+
+
+def test_the_page_says_when_tls_is_off(open_page, monoport):
+    clear = monoport(["--tls", "off"])
+    page = open_page(base=f"http://127.0.0.1:{clear.port}")
+    join(page, "clear", "eve")
+    expect(page.locator("#tls")).to_have_text("TLS: off")
+    expect(page.locator("body")).to_have_attribute("data-scheme", "http")
+    expect(page.locator("#transport")).to_have_text("transport: websocket")
+    say(page, "over ws://")
+    expect(page.locator("#messages li .text")).to_have_text(["over ws://"])
