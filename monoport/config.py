@@ -214,8 +214,10 @@ class Config:
         help="also answer Flash policy requests on this port (Flash asked port 843)",
     )
     raw: str = option(
-        "off", "--raw", parse=parse_raw, metavar="sio|off|HOST:PORT",
-        help="what non-HTTP, non-TLS connections get: closed (off), or spliced to a TCP backend (HOST:PORT)",
+        "sio", "--raw", parse=parse_raw, metavar="sio|off|HOST:PORT",
+        help="what connections that are not TLS, HTTP, PROXY or Flash get (and silent ones after "
+        "--sniff-timeout): Socket.IO over newline-framed Engine.IO packets (sio), a splice to a "
+        "TCP backend (HOST:PORT), or closed (off)",
     )
     trusted_proxy: tuple[str, ...] = option(
         (), "--trusted-proxy", "--forwarded-allow-ips", parse=parse_network, repeat=True, metavar="CIDR",

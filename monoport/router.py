@@ -62,7 +62,7 @@ class Router:
             conn = environ.get("monoport.connection")
             if conn is not None and conn.kind in ("http", "https"):
                 conn.kind = "polling-tls" if conn.secure else "polling"
-        elif transport == "websocket":
+        elif transport == "websocket" and environ.get("monoport.transport") != "raw":
             environ["monoport.transport"] = "websocket"
         if self.flask_app is not None:
             environ["flask.app"] = self.flask_app

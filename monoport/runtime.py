@@ -21,7 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, devcerts, flash, splice
+from . import __version__, accesslog, appload, devcerts, flash, rawtcp, splice
 from .admin import Admin
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection, format_address
@@ -37,11 +37,11 @@ from .wsgi import Handler, Networks, make_wsgi_server
 
 log = logging.getLogger("monoport")
 
-#: What a raw (non-TLS, non-HTTP, non-Flash) connection gets, by --raw mode.
-#: Other modules register their stages here ("sio", "forward").
 #: python-engineio's default max_http_buffer_size, for WebSockets when there is no Socket.IO server
 DEFAULT_MAX_PAYLOAD = 1_000_000
 
+#: What a raw (non-TLS, non-HTTP, non-Flash) connection gets, by --raw mode:
+#: "sio" (Socket.IO over lines, rawtcp.py), "forward" (--raw HOST:PORT), "off".
 RAW_STAGES: dict[str, Callable[["Runtime", Connection, bool], None]] = {}
 
 
@@ -53,6 +53,7 @@ def _raw_off(rt: "Runtime", conn: Connection, silent: bool) -> None:
 
 
 RAW_STAGES["off"] = _raw_off
+RAW_STAGES["sio"] = rawtcp.serve
 
 #: Seconds to connect to the ``--raw HOST:PORT`` backend before giving up.
 RAW_DIAL_TIMEOUT = 5.0

@@ -100,7 +100,8 @@ def test_sni_picks_the_certificate_for_each_name(monoport, tls_files, ca):
                 assert expect in sans
 
 
-def test_bad_clients_cost_one_log_line_each_while_others_are_served(server, tls_files):
+def test_bad_clients_cost_one_log_line_each_while_others_are_served(monoport, tls_args, tls_files):
+    server = monoport(APP + tls_args + ["--sniff-timeout", "1", "--handshake-timeout", "1", "--raw", "off"])
     session = https_session(tls_files["ca"])
     hello = corpus.client_hello()
     bad = []

@@ -1,0 +1,212 @@
+"""Socket.IO for raw TCP clients (``--raw sio``): newline-framed Engine.IO.
+
+Theory of operation
+-------------------
+python-engineio already knows how to run a session over a WebSocket: its
+gevent driver takes ``environ['wsgi.websocket']`` (gevent-websocket's
+object), reads packets with ``receive()`` and writes them with ``send()``
+from a writer greenlet, and calls ``close()`` when the session ends (client
+gone, missed pongs, server disconnect). :class:`RawWebSocket` offers that
+same surface over a sniffed TCP or TLS connection, translating frames to
+lines (:mod:`monoport.rawframing`): text frames are lines as they are,
+binary frames are ``b<base64>`` lines (python-engineio decodes that form
+itself on the way in). :func:`serve` then calls the router with a WebSocket
+upgrade environ for the first Socket.IO path, so handshake, pings, acks,
+rooms and disconnects are python-engineio's and python-socketio's own code;
+the app sees ``environ['monoport.transport'] == 'raw'`` and nothing else new.
+
+The server speaks first: python-engineio queues the open packet before the
+session starts, and the writer greenlet sends it at once, whether the
+client has spoken (a first line makes the sniffer say RAW immediately) or
+stayed silent until the sniff deadline.
+
+No socket timeout while connected: Engine.IO's pings decide liveness, and
+``close()`` shuts the socket down to wake the reader when they fail.
+
+Error policy: a line that is too long, not UTF-8 or not an Engine.IO packet
+ends this connection only, as one ``protocol error`` log line (the
+violation is raised to the dispatcher after python-engineio has cleaned the
+session up); resets and broken pipes are a normal end of the session.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import sys
+from typing import Any, Callable, Iterable
+
+from gevent import socket as gsocket
+
+from .connection import Connection
+from .errors import ProtocolViolation
+from .rawframing import NEED_MORE, LineDecoder, encode_packet
+from .stream import RECV_SIZE
+
+log = logging.getLogger("monoport")
+
+#: The query python-engineio needs to take a request for a new WebSocket session.
+QUERY: str = "EIO=4&transport=websocket"
+
+
+class RawWebSocket:
+    """What gevent-websocket's ``environ['wsgi.websocket']`` offers, over lines.
+
+    ``receive()`` returns one packet as text, or None when the connection is
+    over (EOF, reset, a protocol violation, or ``close()``); ``send()``
+    writes one packet as a line. ``violation`` keeps why the client was cut
+    off, for the log line.
+    """
+
+    version = "13"
+    protocol = None
+    origin = None
+
+    def __init__(self, conn: Connection, limit: int, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self.decoder = LineDecoder(limit)
+        self.closed = False
+        self.violation: ProtocolViolation | None = None
+        self.client_closed = False
+        self.sid: str | None = None
+        self.lines_in = 0
+        self.lines_out = 0
+        # Bytes the sniffer read inside TLS (nothing was consumed on a clear socket).
+        buffered = conn.stream.take(len(conn.stream.buf))
+        self.decoder.feed(buffered)
+
+    # -- what python-engineio calls --------------------------------------------
+    def receive(self) -> str | None:
+        while not self.closed:
+            try:
+                packet = self.decoder.next_packet()
+            except ProtocolViolation as exc:
+                self.violation = exc
+                self.close()
+                return None
+            if packet is not NEED_MORE:
+                self.lines_in += 1
+                return packet  # type: ignore[return-value]
+            try:
+                data = self.conn.sock.recv(RECV_SIZE)
+            except OSError:  # reset, or close() from the writer woke us up
+                data = b""
+            if not data:
+                self.client_closed = not self.closed
+                self.close()
+                return None
+            self.decoder.feed(data)
+        return None
+
+    def send(self, message: str | bytes) -> None:
+        if self.closed:
+            raise OSError("raw connection is closed")
+        if self.sid is None and isinstance(message, str) and message.startswith("0"):
+            self.sid = _open_sid(message)
+        try:
+            line = encode_packet(message)
+        except ValueError as exc:  # an app sent text with a line break: cannot be framed
+            log.warning("raw Socket.IO: cannot send a packet to %s: %s", self.conn.describe(), exc)
+            self.close()
+            raise OSError(str(exc)) from None
+        self.conn.sock.sendall(line)
+        self.lines_out += 1
+
+    def close(self) -> None:
+        """Stop both directions; a reader blocked in ``recv`` wakes up with EOF."""
+        if self.closed:
+            return
+        self.closed = True
+        sock = self.conn.sock
+        try:
+            # socket-level shutdown: SSLSocket.shutdown would drop the TLS state
+            # under a reader that may be inside recv() right now.
+            gsocket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, TypeError):
+            pass
+
+    # -- for the log -------------------------------------------------------------
+    def ending(self) -> str:
+        who = f"sid={self.sid}" if self.sid else "no session"
+        if self.client_closed:
+            why = "client closed"
+        elif self.violation is not None:
+            why = "cut off"
+        else:
+            why = "closed by server (disconnect or missed pongs)"
+        return f"raw Socket.IO {who}: {self.lines_in} lines in, {self.lines_out} out, {why}"
+
+
+def _open_sid(packet: str) -> str | None:
+    try:
+        return json.loads(packet[1:]).get("sid")
+    except (ValueError, AttributeError):
+        return None
+
+
+def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
+    """The WSGI environ of a WebSocket upgrade request, as the raw client would have sent it."""
+    host = conn.tls.get("sni") if conn.tls and conn.tls.get("sni") else conn.local[0]
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": ws.path,
+        "QUERY_STRING": QUERY,
+        "SERVER_NAME": "monoport",
+        "SERVER_PORT": str(conn.local[1]),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": str(conn.client[0]),
+        "REMOTE_PORT": str(conn.client[1]),
+        "HTTP_HOST": f"{host}:{conn.local[1]}",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_CONNECTION": "Upgrade",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "https" if conn.secure else "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.websocket": ws,
+        "wsgi.websocket_version": ws.version,
+        "monoport.instance_id": rt.config.instance_id,
+        "monoport.tls": conn.tls,
+        "monoport.forwarded_by": conn.forwarded_by,
+        "monoport.transport": "raw",
+        "monoport.connection": conn,
+    }
+
+
+def serve(rt: Any, conn: Connection, silent: bool) -> None:
+    """The ``--raw sio`` stage: run one Socket.IO session over this connection.
+
+    Raises:
+        ProtocolViolation: the client sent a line the framing refuses (the
+            dispatcher logs it as one line).
+    """
+    if rt.sio is None:
+        conn.outcome = "raw Socket.IO client, but the app has no Socket.IO server"
+        return
+    conn.sock.settimeout(None)
+    ws = RawWebSocket(conn, rt.max_message, rt.config.sio_path[0])
+    status: list[str] = []
+
+    def start_response(code: str, headers: list, exc_info: Any = None) -> Callable[[bytes], None]:
+        status.append(code)
+        return lambda data: None
+
+    try:
+        body: Iterable[bytes] = rt.router(environ_for(rt, conn, ws), start_response)
+        for _ in body:
+            pass
+    finally:
+        ws.close()
+    if status:  # python-engineio answered with HTTP instead of running the session
+        conn.outcome = f"raw Socket.IO refused by the server ({status[0]})"
+        return
+    conn.outcome = ws.ending()
+    if ws.violation is not None:
+        raise ProtocolViolation(f"{ws.violation}; {conn.outcome}")
