@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -153,3 +154,27 @@ def test_raw_off_closes_with_one_log_line(monoport, tls_args):
             pass
     log = server.wait_log("raw TCP is off")
     assert len(conn_lines(log, "raw TCP is off")) == 1
+
+
+def test_openssl_s_client_is_a_socketio_client(server, tls_files):
+    """The DESIGN's session, typed through ``openssl s_client`` (CRLF line ends)."""
+    proc = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", "localhost",
+         "-CAfile", tls_files["ca"], "-quiet", "-crlf"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        proc.stdin.write(b'40\n421["echo","via openssl"]\n')
+        proc.stdin.flush()
+        lines = []
+        for _ in range(10):
+            line = proc.stdout.readline().decode().rstrip("\r\n")
+            lines.append(line)
+            if line.startswith("431"):
+                break
+        assert lines[0].startswith('0{"sid":')
+        assert lines[1].startswith("40{")
+        assert lines[-1] == '431["via openssl"]'
+    finally:
+        proc.kill()
+        proc.wait(10)
