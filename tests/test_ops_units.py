@@ -96,3 +96,17 @@ def test_basic_credentials_and_loopback():
     assert not credentials_match("Bearer abc", "ops:x") and not credentials_match(None, "ops:x")
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.2")
     assert not is_loopback("203.0.113.7") and not is_loopback("") and not is_loopback("garbage")
+
+
+def test_event_loop_lag_probe_sees_a_blocked_hub():
+    import gevent
+
+    stats = Stats("ab12", "9.9")
+    probe = gevent.spawn(stats.measure_lag, gevent.sleep, 0, 0.05)  # almost always inside its timed sleep
+    try:
+        gevent.sleep(0.02)
+        time.sleep(0.3)  # a CPU-bound handler: nothing else runs meanwhile
+        gevent.sleep(0.1)
+    finally:
+        probe.kill()
+    assert stats.lag_max >= 0.2 and stats.snapshot()["event_loop"]["lag_max"] >= 0.2
