@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monoport import proxyproto
 from monoport.metrics import METRICS
-from tests.clients import https_session, raw_exchange, sio_client
+from tests.clients import RawSio, https_session, raw_exchange, sio_client
 from tests.conftest import wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
@@ -178,3 +178,27 @@ def test_raw_forwarded_connections_are_counted_with_their_bytes_and_who_closed(m
     assert record["termination"] == "server_closed"  # the backend closed first
     snap = requests.get(f"http://127.0.0.1:{server.port}/monoport/stats.json", timeout=5).json()
     assert closed(snap, "raw", "server_closed") == 1 and snap["sniff"]["raw"] == 1
+
+
+def test_raw_socketio_clients_count_while_connected_and_when_they_leave(monoport, tls_args, tls_files, client_ctx,
+                                                                        tmp_path):
+    log = tmp_path / "access.log"
+    server = monoport(APP + tls_args + ["--raw", "sio", "--access-log", str(log), "--log-format", "json"])
+    admin = https_session(tls_files["ca"])
+    clear, secure = RawSio(server.port), RawSio(server.port, tls=client_ctx)
+    try:
+        assert clear.call(1, "echo", "x") == ["x"] and secure.call(2, "echo", "y") == ["y"]
+        snap = wait_for(lambda: (s := snapshot(server, admin))["connections"]["by_kind"].get("raw") == 1
+                        and s["connections"]["by_kind"].get("raw-tls") == 1 and s)
+        assert snap["socketio"]["sessions"] == 2
+        kinds = {c["kind"]: c for c in snap["connections"]["clients"]}
+        assert kinds["raw-tls"]["tls"] and kinds["raw"]["bytes_in"] > 0 and kinds["raw"]["bytes_out"] > 0
+    finally:
+        clear.close()
+        secure.close()
+    snap = wait_for(lambda: (s := snapshot(server, admin)) and closed(s, "raw", "client_closed") == 1
+                    and closed(s, "raw-tls", "client_closed") == 1 and s)
+    assert "raw" not in snap["connections"]["by_kind"] and snap["sniff"]["raw"] == 1
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    raw_lines = [r for r in records if r["event"] == "conn" and r["kind"] in ("raw", "raw-tls")]
+    assert {r["termination"] for r in raw_lines} == {"client_closed"} and len(raw_lines) == 2
