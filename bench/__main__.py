@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -113,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     minutes, seconds = divmod(int(time.monotonic() - began), 60)
     info["wall"] = f"{minutes} min {seconds} s"
+    info["load"] += "; at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     info["command"] = "make bench" + (f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else "")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"info": info, "scale": scale.__dict__, "rounds": rounds, "raw": raw_rounds, "capacity": capacity,
          "failures": failures}, indent=1))
     plots = report.write_plots(args.out, rounds, list(targets), raw_rounds)
-    notes = [f"{args.rounds} interleaved rounds; scale: {scale_note(scale)}"]
+    notes = [f"{args.rounds} interleaved rounds; scale: {scale_note(scale)}",
+             "monoport runs with `--log-level warning` (its one line per connection is INFO; the proxies here "
+             "log nothing per request either)."]
     report.write_summary(args.out / "summary.md", info, notes, rounds, list(targets), raw_rounds, capacity,
                          failures, plots)
     say(f"bench: wrote {args.out / 'summary.md'} in {info['wall']}")

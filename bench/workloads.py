@@ -57,16 +57,20 @@ def wrk(target: Target, scale: Scale, close: bool) -> dict[str, float]:
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{scale.wrk_seconds}s", "--latency", "--timeout", "10s"]
     if close:
         argv += ["-H", "Connection: close"]
+    cpu = target.cpu()
     out = subprocess.run(argv + [f"https://127.0.0.1:{target.port}/"], capture_output=True, text=True,
                          timeout=scale.wrk_seconds + 60).stdout
+    cpu = target.cpu() - cpu
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors += int(bad.group(1)) if bad else 0
     key = "handshake" if close else "keepalive"
-    return {f"{key}_rps": rate, f"{key}_p50_ms": p50, f"{key}_p99_ms": p99, f"{key}_errors": errors}
+    return {f"{key}_rps": rate, f"{key}_p50_ms": p50, f"{key}_p99_ms": p99, f"{key}_errors": errors,
+            f"{key}_cpu_us": cpu / max(1, requests) * 1e6}
 
 
 def keepalive(target: Target, scale: Scale) -> dict[str, float]:
@@ -124,15 +128,18 @@ def _loadgen_limits() -> None:
 def closed_loop(target: Target, scale: Scale, mode: str, clients: int, seconds: float) -> dict[str, float]:
     gen = Loadgen(target, mode, clients, scale.loadgen_procs, duration=seconds)
     try:
+        cpu = target.cpu()
         for proc in gen.procs:
             gen.tell(proc, "go")
         results = [gen.read(p) for p in gen.procs]
+        cpu = target.cpu() - cpu
     finally:
         gen.close()
     rtts = sorted(r for res in results for r in res["rtts"])
     count = sum(res["count"] for res in results)
     return {f"{mode}_msgs": count / seconds, f"{mode}_p50_ms": _pct(rtts, 50), f"{mode}_p99_ms": _pct(rtts, 99),
-            f"{mode}_errors": sum(res["errors"] for res in results) + clients - gen.connected}
+            f"{mode}_errors": sum(res["errors"] for res in results) + clients - gen.connected,
+            f"{mode}_cpu_us": cpu / max(1, count) * 1e6}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -201,12 +208,15 @@ def raw(target: Target, scale: Scale) -> dict[str, float]:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(b"\x02")
         ping, rounds, start = b"\x07" * 64, 0, time.monotonic()
+        cpu = target.cpu()
         while time.monotonic() - start < scale.raw_seconds:
             s.sendall(ping)
             _recv_exactly(s, 64)
             rounds += 1
         pingpong = rounds / (time.monotonic() - start)
-    return {"raw_gbps": sent * 8 / elapsed / 1e9, "raw_pingpong": pingpong}
+        cpu = target.cpu() - cpu
+    return {"raw_gbps": sent * 8 / elapsed / 1e9, "raw_pingpong": pingpong,
+            "raw_pingpong_cpu_us": cpu / max(1, rounds) * 1e6}
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
