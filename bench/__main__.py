@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.md and the plots go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
+    parser.add_argument("--report-only", action="store_true", help="redraw summary.md and plots from results.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        write_report(args.out)
+        return 0
 
     began = time.monotonic()
     system.ensure_packages()
@@ -119,15 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"info": info, "scale": scale.__dict__, "rounds": rounds, "raw": raw_rounds, "capacity": capacity,
-         "failures": failures}, indent=1))
-    plots = report.write_plots(args.out, rounds, list(targets), raw_rounds)
-    notes = [f"{args.rounds} interleaved rounds; scale: {scale_note(scale)}",
-             "monoport runs with `--log-level warning` (its one line per connection is INFO; the proxies here "
-             "log nothing per request either)."]
-    report.write_summary(args.out / "summary.md", info, notes, rounds, list(targets), raw_rounds, capacity,
-                         failures, plots)
+         "failures": failures, "targets": list(targets), "notes": [f"{args.rounds} interleaved rounds; scale: "
+                                                                    f"{scale_note(scale)}", *NOTES]}, indent=1))
+    write_report(args.out)
     say(f"bench: wrote {args.out / 'summary.md'} in {info['wall']}")
     return 0
+
+
+NOTES = ["monoport runs with `--log-level warning` (its one line per connection is INFO; the proxies here "
+         "log nothing per request either)."]
+
+
+def write_report(out: Path) -> None:
+    """summary.md and the plots from results.json (``--report-only`` redraws them without measuring)."""
+    data = json.loads((out / "results.json").read_text())
+    targets = data.get("targets") or list(data["rounds"])
+    plots = report.write_plots(out, data["rounds"], targets, data["raw"])
+    report.write_summary(out / "summary.md", data["info"], data["notes"], data["rounds"], targets, data["raw"],
+                         data["capacity"], data["failures"], plots)
 
 
 def scale_note(s: Scale) -> str:

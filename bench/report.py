@@ -229,6 +229,8 @@ def plot(path: Path, title: str, rounds: Rounds, targets: list[str], keys: list[
 PLOTS = [
     ("throughput.png", "Throughput", ["keepalive_rps", "handshake_rps", "echo_msgs", "poll_msgs"], False),
     ("latency.png", "Latency (p99)", ["keepalive_p99_ms", "handshake_p99_ms", "echo_p99_ms", "poll_p99_ms"], False),
+    ("cpu.png", "CPU time of the target per operation (all its processes)",
+     ["keepalive_cpu_us", "handshake_cpu_us", "echo_cpu_us", "poll_cpu_us"], False),
     ("memory.png", "Idle WebSocket clients", ["idle_rss_mb", "idle_kb_per_conn", "bcast_ms"], False),
     ("raw.png", "Raw TCP forwarding", ["raw_gbps", "raw_pingpong"], True),
 ]
