@@ -136,7 +136,7 @@ class Dispatcher:
             conn.finish("client closed before sending anything")
         except ProtocolViolation as exc:
             conn.finish(f"protocol error ({exc})", logging.WARNING)
-        except (socket.timeout, TimeoutError):
+        except (socket.timeout, TimeoutError, Silent):  # Silent: a PROXY header cut short by its deadline
             conn.finish(f"client timeout ({conn.kind})")
         except (ConnectionError, OSError, _ssl.SSLError) as exc:
             conn.finish(f"connection error ({type(exc).__name__}: {exc})")
