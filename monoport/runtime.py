@@ -21,7 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, devcerts, flash, rawtcp, splice
+from . import __version__, accesslog, appload, devcerts, flash, rawtcp, sioguard, splice
 from .admin import Admin
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection, format_address
@@ -148,6 +148,7 @@ class Runtime:
         if rt.sio is not None:
             embed_instance_id(rt.sio, config.instance_id)
             apply_sio_limits(rt.sio, config)
+            sioguard.guard(rt.sio)
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
         rt.access_log = rt.on_request

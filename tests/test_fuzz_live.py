@@ -11,11 +11,15 @@ must still serve HTTPS and Socket.IO, and its log holds no traceback (the
 from __future__ import annotations
 
 import random
+import time
 import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 
 from tests import corpus
+import pytest
+import websocket
+
 from tests.clients import https_session, sio_client
 from tests.test_fuzz import SEEDS
 
@@ -98,3 +102,24 @@ def test_garbage_first_bytes_never_break_the_server(monoport, tls_args, tls_file
     finally:
         polling.disconnect()
     assert corpus.FLASH  # the seeds include every protocol's real first bytes
+
+
+@pytest.mark.parametrize("bad", ['42{not json', "42[]", "42{}", "425", '43["no ack id"', "4x", "47", "4/nsp"])
+def test_malformed_socketio_packets_cost_one_line_each(monoport, tls_args, tls_files, client_ctx, bad):
+    server = monoport(APP + tls_args)
+    ws = websocket.create_connection(
+        f"wss://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", timeout=10,
+        sslopt={"context": client_ctx, "server_hostname": "localhost"}, origin=server.url)
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40")
+        assert ws.recv().startswith("40")
+        ws.send(bad)
+        ws.send('42["echo","after"]')
+    finally:
+        time.sleep(0.5)
+        ws.close()
+    session = https_session(tls_files["ca"])
+    assert session.get(server.url + "/", timeout=10).status_code == 200
+    time.sleep(0.5)
+    assert "Traceback" not in server.log()
