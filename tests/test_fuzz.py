@@ -1,5 +1,8 @@
 """Hypothesis fuzzing of the pure parsers: garbage never breaks them.
 
+sniff.classify, proxyproto.parse, httphead.parse_head, eiopackets and the
+raw transport's line framing (rawframing).
+
 Properties, for every input (random bytes, and real first bytes from
 tests/corpus.py mutated by flipping, cutting, inserting and splicing):
 - only :class:`ProtocolViolation` is ever raised (a client's garbage is a
@@ -12,6 +15,7 @@ tests/corpus.py mutated by flipping, cutting, inserting and splicing):
 
 from __future__ import annotations
 
+import base64
 import ssl
 
 from hypothesis import HealthCheck, example, given, settings
@@ -20,6 +24,7 @@ from hypothesis import strategies as st
 from monoport import eiopackets, proxyproto
 from monoport.errors import ProtocolViolation
 from monoport.httphead import MAX_HEAD, parse_head
+from monoport.rawframing import EOL_ALLOWANCE, LineDecoder, encode_packet
 from monoport.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
 from tests import corpus
 
@@ -185,3 +190,61 @@ def test_packet_error_answers_for_any_text(text: str) -> None:
 def test_payload_error_answers_for_any_bytes(body: bytes) -> None:
     error = eiopackets.payload_error(body)
     assert error is None or isinstance(error, str)
+
+
+# -- rawframing (the raw TCP transport's line framing) ---------------------------------------
+LIMIT = 64
+
+
+def _decode_all(chunks: list[bytes]) -> tuple[list[str], bool, int]:
+    """(packets, violated, largest pending after NEED_MORE) feeding ``chunks`` one by one."""
+    decoder = LineDecoder(LIMIT)
+    packets: list[str] = []
+    most = 0
+    try:
+        for chunk in chunks:
+            decoder.feed(chunk)
+            while (packet := decoder.next_packet()) is not NEED_MORE:
+                packets.append(packet)
+            most = max(most, decoder.pending)
+    except ProtocolViolation:
+        return packets, True, most
+    return packets, False, most
+
+
+LINES = st.lists(st.one_of(
+    st.sampled_from(["40", "2", "3", "6", '42["echo","hi"]', "1", "bAAEC", "", "4" + "x" * 70, "b!!", "9x"]),
+    st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t),
+), max_size=12).map(lambda lines: "".join(line + ("\r\n" if len(line) % 2 else "\n") for line in lines).encode(
+    "utf-8", "surrogatepass"))
+
+
+@FUZZ
+@given(st.one_of(LINES, st.binary(max_size=300)), st.lists(st.integers(1, 40), max_size=30))
+def test_raw_framing_is_the_same_however_the_bytes_are_cut(data: bytes, cuts: list[int]) -> None:
+    whole = _decode_all([data])
+    chunks, at = [], 0
+    for size in cuts:
+        chunks.append(data[at : at + size])
+        at += size
+    chunks.append(data[at:])
+    cut = _decode_all(chunks)
+    assert cut[:2] == whole[:2]
+    for packet in whole[0]:
+        assert eiopackets.packet_error(packet) is None
+        assert ("\n" + packet + "\n").encode() in b"\n" + data.replace(b"\r\n", b"\n")
+    if not cut[1]:  # an unfinished line never costs more than the limit (plus one chunk in flight)
+        assert cut[2] <= LIMIT + EOL_ALLOWANCE
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.binary(max_size=50),
+                          st.sampled_from(["40", "2", "3", '42["a",1]', "4é€😀", "6"])), max_size=10))
+def test_raw_framing_round_trips_what_the_server_sends(packets: list) -> None:
+    decoder = LineDecoder(1000)
+    decoder.feed(b"".join(encode_packet(p) for p in packets))
+    got = []
+    while (packet := decoder.next_packet()) is not NEED_MORE:
+        got.append(packet)
+    want = ["b" + base64.b64encode(p).decode() if isinstance(p, bytes) else p for p in packets]
+    assert got == want
