@@ -71,7 +71,7 @@ def test_counters_move_as_clients_of_each_kind_connect_and_leave(monoport, tls_a
     polling.eio.http.close()  # its keep-alive connections end now, not at the idle timeout
 
     snap = wait_for(lambda: (s := snapshot(server, admin)) and closed(s, "wss") == 1
-                    and closed(s, "polling-tls") >= 1 and s, timeout=20)
+                    and closed(s, "polling-tls") >= 1 and closed(s, "tls", "tls_failed") == 1 and s, timeout=20)
     assert "wss" not in snap["connections"]["by_kind"]
     assert closed(snap, "http") == 1 and closed(snap, "https") >= 1
     assert closed(snap, "flash") == 1 and closed(snap, "flash-tls") == 1
@@ -95,6 +95,8 @@ def test_metrics_parse_with_prometheus_client(monoport, tls_args, tls_files):
     session = https_session(tls_files["ca"])
     session.get(server.url + "/", timeout=5)
     failed_handshake(server.port)
+    # the client returns as soon as it has sent its alert; the server reads it a moment later
+    wait_for(lambda: snapshot(server, session)["errors"].get("tls_failed") == 1)
     response = session.get(server.url + "/monoport/metrics", timeout=5)
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
