@@ -144,7 +144,8 @@ def test_without_stats_auth_only_loopback_sees_the_pages(monoport):
 
 
 def test_with_stats_auth_everyone_needs_the_credentials(monoport):
-    server = monoport(APP + ["--tls", "off", "--trusted-proxy", "127.0.0.1", "--stats-auth", "ops:s3cret"])
+    # from the environment, as the README suggests (keeps the password out of `ps`)
+    server = monoport(APP + ["--tls", "off", "--trusted-proxy", "127.0.0.1"], env={"MONOPORT_STATS_AUTH": "ops:s3cret"})
     base = f"http://127.0.0.1:{server.port}"
     for page in PAGES:
         assert _get_as_public(server.port, page) == 401
