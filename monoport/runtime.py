@@ -225,7 +225,7 @@ class Runtime:
                 self.dispatcher.serve(conn)
         finally:
             self.stats.connection_closed(conn)
-            if self.access is not None:
+            if self.access is not None and not getattr(conn, "quiet", False):
                 self.access.write(accesslog.connection_record(conn))
 
     def on_request(self, handler: Any) -> None:
@@ -235,7 +235,8 @@ class Runtime:
         seconds = max(0.0, finished - started) if started and finished else 0.0
         transport = environ.get("monoport.transport", "http")
         self.stats.request(transport, handler.conn.secure, accesslog.status_of(handler) or "other", seconds)
-        if self.access is not None:
+        # routine traffic (peers' health polls, every second) is counted, not logged
+        if self.access is not None and not getattr(handler.conn, "quiet", False):
             self.access.write(accesslog.request_record(handler))
 
     def serve_http(self, conn: Connection) -> None:
