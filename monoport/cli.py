@@ -38,10 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_error(exc)  # one line, like the rest of --check
         return fail(exc)
     setup_logging(config.log_level)
+    for note in getattr(ns, "notes", ()):
+        log.warning("%s", note)
     if getattr(ns, "check", False):
         from .check import run as check
 
         return check(config)
+    if config.workers > 1:
+        from .workers import Master
+
+        return Master(config, list(sys.argv[1:] if argv is None else argv)).run()
     from .runtime import Runtime
 
     try:

@@ -126,6 +126,20 @@ def parse_credentials(text: str) -> str:
     return text
 
 
+def parse_wait(text: str) -> float:
+    value = float(text.rstrip("s"))
+    if value < 0:
+        raise ValueError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+def parse_redis_url(text: str) -> str:
+    scheme = text.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+        raise ValueError(f"expected a redis:// URL, got {text!r}")
+    return text
+
+
 def random_instance_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
 
@@ -227,6 +241,41 @@ class Config:
     instance_id: str = option(
         "", "--instance-id", parse=parse_instance_id, metavar="ID",
         help="this instance's id, the prefix of its Socket.IO session ids (default: random)",
+    )
+    max_conns: int = option(
+        10000, "--max-conns", parse=parse_count, metavar="N",
+        help="client connections this instance serves itself (keep-alive, WebSocket, raw, forwarded-in); "
+        "more spill over to peers, or wait (--queue-timeout); keep it under half the open-files limit",
+    )
+    queue_timeout: float = option(
+        5.0, "--queue-timeout", parse=parse_wait, metavar="SECONDS",
+        help="when this instance and every peer are full, wait this long for a free slot, then 503",
+    )
+    peer: tuple[HostPort, ...] = option(
+        (), "--peer", parse=parse_hostport, repeat=True, metavar="HOST:PORT",
+        help="another instance's peer listener (repeatable; with --redis, peers are also discovered)",
+    )
+    peer_bind: HostPort | None = option(
+        None, "--peer-bind", parse=parse_hostport, metavar="HOST:PORT",
+        help="listen here for connections forwarded by peers (PROXY v2 first); "
+        "default with --redis: a free loopback port",
+    )
+    peer_advertise: HostPort | None = option(
+        None, "--peer-advertise", parse=parse_hostport, metavar="HOST:PORT",
+        help="the peer address announced in Redis when --peer-bind listens on all interfaces",
+    )
+    redis: str | None = option(
+        None, "--redis", parse=parse_redis_url, metavar="URL", env=("REDIS_URL",),
+        help="Redis for Socket.IO messages between instances and peer discovery (default: $REDIS_URL)",
+    )
+    workers: int = option(
+        1, "--workers", "-w", parse=parse_count, metavar="N",
+        help="run N worker processes sharing the port (SO_REUSEPORT), peers of each other; needs --redis; "
+        "WEB_CONCURRENCY is honoured only with Redis",
+    )
+    reuse_port: bool = option(
+        False, "--reuse-port", switch=True,
+        help="bind the public port with SO_REUSEPORT so other processes can share it (set for workers)",
     )
     graceful_timeout: float = option(
         10.0, "--graceful-timeout", parse=parse_duration, metavar="SECONDS",
@@ -343,6 +392,15 @@ def from_sources(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             values["bind"] = (("0.0.0.0", parse_port(port)),)
         except ValueError:
             raise ConfigError("PORT", f"expected a port number, got {port!r}") from None
+    notes: list[str] = []
+    concurrency = environ.get("WEB_CONCURRENCY")
+    if concurrency and "workers" not in values:
+        if values.get("redis"):
+            values["workers"] = _convert(_field("workers"), concurrency)
+        else:
+            notes.append(f"WEB_CONCURRENCY={concurrency} ignored without Redis (--redis or REDIS_URL): "
+                         "running one worker, since broadcasts would miss clients of the others")
+    ns.notes = notes
     if not values.get("instance_id"):
         values["instance_id"] = random_instance_id()
     config = Config(**values)
@@ -350,8 +408,20 @@ def from_sources(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     return config, ns
 
 
+def _field(name: str) -> dataclasses.Field:
+    return next(f for f in options() if f.name == name)
+
+
 def validate(config: Config, environ: Mapping[str, str]) -> None:
     """Cross-field checks that no single parser can make."""
+    if not config.redis:
+        # Without a shared message bus an emit reaches only this process's
+        # clients: refusing is better than silently missing broadcasts.
+        if config.peer:
+            raise ConfigError("--peer", "peers need --redis (or REDIS_URL), or emits to rooms miss other instances' clients")
+        if config.workers > 1:
+            raise ConfigError("--workers", "more than one worker needs --redis (or REDIS_URL), "
+                              "or emits to rooms miss other workers' clients")
     if len(config.cert) != len(config.key):
         raise ConfigError("--cert", "every --cert needs a --key at the same position")
     for path in config.cert + config.key:

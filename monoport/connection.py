@@ -158,6 +158,8 @@ class Connection:
         self.termination_override: str | None = None
         #: where the connection was served: None (here) or the peer's id
         self.served_by: str | None = None
+        #: routine traffic (peers' health polls, every second): its line is DEBUG
+        self.quiet = False
         self.requests = 0
         #: the client key --max-conns-per-ip counts this connection under, once counted
         self.ip_slot: str | None = None
@@ -209,6 +211,8 @@ class Connection:
     def finish(self, outcome: str | None = None, level: int = logging.INFO) -> None:
         if outcome is not None:
             self.outcome = outcome
+        if self.quiet and level <= logging.INFO:
+            level = logging.DEBUG
         duration = time.monotonic() - self.started
         extra = f" requests={self.requests}" if self.requests else ""
         log.log(level, "conn %s%s %.3fs %s", self.describe(), extra, duration, self.outcome)

@@ -241,7 +241,9 @@ class Dispatcher:
         if conn.over_ip_limit:
             self._too_many(conn)
             return False
-        if self.rt.certs is not None and not conn.secure and self.rt.config.plain != "serve":
+        # On the peer listener the forwarder already applied --plain to its client.
+        if (self.rt.certs is not None and not conn.secure and self.rt.config.plain != "serve"
+                and conn.listener.role != "peer"):
             self._plain_on_tls_port(conn)
             return False
         self.rt.serve_http(conn)

@@ -204,5 +204,10 @@ def build_v2(
     return PROXY_V2_SIGNATURE + struct.pack("!BBH", 0x21, fam, len(body)) + body
 
 
+def build_v2_local() -> bytes:
+    """A PROXY v2 LOCAL header: "this connection is the sender's own" (health checks)."""
+    return PROXY_V2_SIGNATURE + struct.pack("!BBH", 0x20, 0x00, 0)
+
+
 def _tlv(kind: int, value: bytes) -> bytes:
     return struct.pack("!BH", kind, len(value)) + value

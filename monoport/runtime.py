@@ -21,8 +21,9 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, devcerts, flash, rawtcp, sioguard, splice
+from . import __version__, accesslog, appload, cluster, devcerts, flash, rawtcp, sioguard, splice
 from .admin import Admin
+from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection, format_address
 from .dispatch import Dispatcher
@@ -116,6 +117,27 @@ def apply_sio_limits(sio: Any, config: Config) -> None:
         eio.cors_allowed_origins = "*" if "*" in config.cors_origin else list(config.cors_origin)
 
 
+def advertised(address: tuple[str, int]) -> tuple[str, int]:
+    """The address peers should dial for a listener bound to ``address``."""
+    host, port = address
+    if host in ("0.0.0.0", "::"):
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = "127.0.0.1"
+        log.warning("--peer-bind listens on all interfaces; announcing %s:%d (set --peer-advertise to choose)",
+                    host, port)
+    return host, port
+
+
+def redact(url: str) -> str:
+    """A Redis URL without its password, for the log."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
+
+
 class Runtime:
     def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
@@ -134,6 +156,9 @@ class Runtime:
         self.stats.draining = lambda: self.draining
         self.access: accesslog.AccessLog | None = None
         self.per_client = PerClientLimit(config.max_conns_per_ip)
+        self.announcer: Any = None
+        #: the peer listener's address as announced to other instances
+        self.peer_address: tuple[str, int] | None = None
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -158,6 +183,10 @@ class Runtime:
         rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
         rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
         rt.dispatcher = Dispatcher(rt)
+        rt.balancer = Balancer(rt)
+        rt.before_request = rt.balancer.before_request
+        rt.stats.serving = lambda: rt.balancer.conns
+        rt.stats.sources["balancer"] = rt.balancer.snapshot
         rt.raw_stage_impl = rt._raw_stage_for(config.raw)
         return rt
 
@@ -202,31 +231,40 @@ class Runtime:
 
     def bind(self) -> None:
         """Open every listening socket (raises ConfigError naming the address in use)."""
-        specs = [(host, port, "public") for host, port in self.config.bind]
-        if self.config.flash_policy_port is not None:
-            specs.append((self.config.bind[0][0], self.config.flash_policy_port, "flash"))
+        config = self.config
+        specs = [(host, port, "public") for host, port in config.bind]
+        if config.flash_policy_port is not None:
+            specs.append((config.bind[0][0], config.flash_policy_port, "flash"))
+        peer_bind = config.peer_bind or (("127.0.0.1", 0) if config.redis else None)
+        if peer_bind is not None:
+            specs.append((peer_bind[0], peer_bind[1], "peer"))
+        flags = {"flash": "--flash-policy-port", "peer": "--peer-bind", "public": "--bind"}
         for host, port, role in specs:
             try:
-                sock = bind_socket(host, port)
+                sock = bind_socket(host, port, reuse_port=config.reuse_port and role == "public")
             except OSError as exc:
                 for listener in self.listeners:
                     listener.close()
-                flag = "--flash-policy-port" if role == "flash" else "--bind"
-                raise ConfigError(flag, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                raise ConfigError(flags[role], f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             self.listeners.append(Listener(sock, self, role))
+            if role == "peer":
+                self.peer_address = config.peer_advertise or advertised(sock.getsockname()[:2])
 
     # -- per connection --------------------------------------------------------------
     def serve_connection(self, conn: Connection) -> None:
         self.stats.connection_opened(conn)
         try:
-            if conn.listener.role == "flash":
+            role = conn.listener.role
+            if role == "flash":
                 self.dispatcher.serve_flash_only(conn)
-            else:
+            elif role != "peer" or self.balancer.admit_peer_listener(conn):
                 self.dispatcher.serve(conn)
         finally:
+            self.balancer.release(conn)
             self.stats.connection_closed(conn)
             if self.access is not None and not getattr(conn, "quiet", False):
                 self.access.write(accesslog.connection_record(conn))
+            conn.close()
 
     def on_request(self, handler: Any) -> None:
         """One HTTP request is done (pywsgi's log_request): count it and log it."""
@@ -251,6 +289,13 @@ class Runtime:
         return self.config.max_payload or DEFAULT_MAX_PAYLOAD
 
     def raw_stage(self, conn: Connection, silent: bool) -> None:
+        if self.config.raw == "sio":
+            # Raw Socket.IO clients are balanced like HTTP ones (steps 2-4);
+            # a --raw HOST:PORT backend carries its own load: counted, never moved.
+            if not self.balancer.admit_raw(conn):
+                return
+        elif self.config.raw != "off":
+            self.balancer.try_claim(conn)
         self.raw_stage_impl(self, conn, silent)
 
     def on_handshake(self, conn: Connection, seconds: float, failure: str | None) -> None:
@@ -280,6 +325,28 @@ class Runtime:
                      "same origin only" if origins is None else origins)
         if self.dev_ca:
             log.info("development CA: %s (trust it to browse https://localhost without warnings)", self.dev_ca)
+        self.start_cluster()
+
+    def start_cluster(self) -> None:
+        """Redis messages and discovery, then the peer health poller."""
+        config = self.config
+        discover = None
+        if config.redis:
+            if self.sio is not None:
+                cluster.attach_redis_manager(self.sio, config.redis)
+            self.announcer = cluster.Announcer(config.redis, config.instance_id, self.peer_address, config.max_conns)
+            discover = self._discover
+            log.info("redis: Socket.IO messages and peer discovery through %s", redact(config.redis))
+        if config.redis or config.peer:
+            self.balancer.peers.start(discover)
+
+    def _discover(self) -> None:
+        found = self.announcer.announce_and_discover()
+        if found is None:
+            return
+        for peer_id, address in found:
+            self.balancer.peers.add(address, peer_id=peer_id)
+        self.balancer.peers.forget_missing(address for _, address in found)
 
     def install_signals(self) -> None:
         gevent.signal_handler(signal.SIGTERM, self.request_stop, True)
@@ -313,8 +380,13 @@ class Runtime:
         self.draining = True
         if first:
             log.info("%s shutdown: draining (up to %.1fs)", "graceful" if graceful else "quick", timeout)
+            # The peer listener stays open while draining: peers read
+            # "draining" from our health answer and stop sending new work.
             for listener in self.listeners:
-                listener.close()
+                if listener.role != "peer":
+                    listener.close()
+            if self.announcer is not None:
+                self.announcer.withdraw()
         for conn in list(self.idle):
             try:
                 # the socket the handler waits on: for TLS that is the SSL socket,
@@ -326,6 +398,9 @@ class Runtime:
             self._disconnect_sio()
         if graceful:
             self.pool.join(timeout=timeout)
+        self.balancer.peers.stop()
+        for listener in self.listeners:
+            listener.close()
         left = len(self.pool)
         if left:
             log.info("closing %d connection(s) still open", left)

@@ -108,6 +108,9 @@ class Stats:
         #: peer id -> plain dict (address, healthy, conns, max_conns, ...), set by the balancer
         self.peers: dict[str, dict[str, Any]] = {}
         self.sources: dict[str, Callable[[], Any]] = {}
+        #: the balancer's own count (served here, admin and sniffing connections
+        #: excluded), which is what --max-conns limits; None: count ``open``
+        self.serving: Callable[[], int] | None = None
         self.sio: Any = None
         self.lag_last = 0.0
         self.lag_max = 0.0
@@ -146,6 +149,8 @@ class Stats:
     @property
     def conns(self) -> int:
         """Client connections this instance serves itself (forwarded-out ones count at the peer)."""
+        if self.serving is not None:
+            return self.serving()
         return len(self.open) - len(self.out)
 
     # -- events ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def test_health_is_json_and_counts_live_connections(monoport, tls_args, tls_file
     # this very request's keep-alive connection (once the fixture's start-up probe has gone)
     health = wait_for(lambda: (h := session.get(server.url + "/monoport/health", timeout=5).json())["conns"] == 1 and h)
     assert set(health) == {"id", "conns", "max_conns", "draining", "version"}
-    assert health["id"] == "ab12" and health["draining"] is False and health["max_conns"] is None
+    assert health["id"] == "ab12" and health["draining"] is False and health["max_conns"] == 10000  # --max-conns
     client = sio_client(server.url, tls_files["ca"], ["websocket"])
     try:
         assert wait_for(lambda: session.get(server.url + "/monoport/health", timeout=5).json()["conns"] == 2)

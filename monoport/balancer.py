@@ -1,0 +1,394 @@
+"""Where a connection is served: here, at its session's owner, or at a peer with room.
+
+Theory of operation (DESIGN.md, "Instances, peers and sessions"):
+
+Decided per HTTP request once its head is read (``wsgi.Handler`` calls
+:meth:`Balancer.before_request`), and once per raw TCP client at sniff time
+(:meth:`Balancer.admit_raw`, steps 2-4 only):
+
+1. affinity: a ``sid`` on a Socket.IO path owned by another *up* instance is
+   forwarded there. The owner is everything before the first dot of the
+   session id, so no table, cookie or source hash is involved. An owner that
+   is unknown, down, or refuses is not retried elsewhere: no other instance
+   has the session; it is served here and Engine.IO answers "unknown
+   session", after which the client opens a new one.
+2. capacity: a connection this instance already counts (keep-alive) is
+   served; else it is served if fewer than ``--max-conns`` are counted.
+   A connection is counted from the moment it is served here until it
+   closes; forwarded-out connections count at the peer.
+3. spill-over: the up, non-draining peer with the most free capacity. A
+   connection forwarded *in* never spills again (no ping-pong): over the
+   limit it gets a 503 marked ``X-Monoport-Full``, and the forwarder tries
+   its next peer.
+4. queue: wait up to ``--queue-timeout`` for 2. or 3. to become possible,
+   then 503 with ``Retry-After`` (raw sio clients: an Engine.IO close line).
+
+Forwarding: dial the peer's listener, write a PROXY v2 header (the real
+client, TLS version and SNI when the client used TLS, our id as forwarder),
+replay every byte already read (the head and anything after it in
+``conn.stream.buf``), then pump client bytes up while waiting for the
+peer's first answer bytes. Until that answer arrives nothing has reached
+the client, so a peer that refuses, resets, closes without answering or
+answers "full" is skipped and the same bytes (kept in a bounded log) go to
+the next one. The first real answer commits: it is written to the client
+and :func:`monoport.splice.splice` carries the rest both ways.
+
+Keep-alive: when a later request on a connection served here belongs to
+another owner, the rest of the connection is forwarded from that request on
+(the previous response is complete, HTTP/1.1 being sequential). This keeps
+the client's socket and costs no reconnect, where answering
+``Connection: close`` would make every polling client that alternates
+between instances pay a new TCP (and TLS) handshake per request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any, Final
+
+import gevent
+
+from . import proxyproto
+from .connection import Connection, format_address
+from .dispatch import ClientGone, Silent, peek
+from .errors import PeerUnavailable
+from .peers import Peer, PeerTable
+from .sniff import NEED_MORE, PROXY_V2_SIGNATURE
+from .wsgi import simple_response
+
+log = logging.getLogger("monoport")
+
+#: Deadline to connect to a peer's listener; peers are on the same LAN or host.
+DIAL_TIMEOUT: Final = 2.0
+#: How long a forward may wait for the peer's first answer byte. Long-polling
+#: GETs legitimately wait pingInterval (25 s by default) before answering.
+FIRST_BYTE_TIMEOUT: Final = 120.0
+#: Client bytes kept for replay to another peer while the first answer is
+#: awaited; past this the forward is committed to the current peer.
+REPLAY_LIMIT: Final = 256 * 1024
+#: Poll interval of the queue while waiting for a free slot, in seconds.
+QUEUE_POLL: Final = 0.05
+#: Header that marks a 503 as "instance full" rather than the app's own 503.
+FULL_HEADER: Final = "X-Monoport-Full"
+#: What a raw Socket.IO client gets when no instance has room: Engine.IO close.
+RAW_CLOSE_LINE: Final = b"1\n"
+
+
+class _Retry(Exception):
+    """This peer did not take the connection; nothing reached the client."""
+
+
+class Balancer:
+    """Counts this instance's connections and places the others."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        config = runtime.config
+        self.my_id: str = config.instance_id
+        self.max_conns: int = config.max_conns
+        self.admin_prefix = getattr(config, "admin_prefix", "/monoport").rstrip("/") + "/"
+        self.local: set[Connection] = set()
+        self.peers = PeerTable(self.my_id, self.admin_prefix + "health", self.dial, runtime.stats)
+        for address in config.peer:
+            self.peers.add(address, static=True)
+        self.forwarded_out = 0
+        self.forwarded_in = 0
+        self.refused_full = 0
+        self.queued = 0
+
+    # -- sockets ---------------------------------------------------------------------
+    @staticmethod
+    def dial(address: Any, timeout: float) -> socket.socket:
+        from .splice import dial
+
+        return dial(address, timeout)
+
+    # -- counting ----------------------------------------------------------------------
+    @property
+    def conns(self) -> int:
+        return len(self.local)
+
+    def try_claim(self, conn: Connection) -> bool:
+        if conn in self.local:
+            return True
+        if len(self.local) < self.max_conns:
+            self.local.add(conn)
+            if conn.forwarded_by is not None:
+                self.forwarded_in += 1
+                self.rt.stats.forwarded_in(conn, conn.forwarded_by)
+            return True
+        return False
+
+    def release(self, conn: Connection) -> None:
+        self.local.discard(conn)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"id": self.my_id, "conns": self.conns, "max_conns": self.max_conns,
+                "forwarded_out": self.forwarded_out, "forwarded_in": self.forwarded_in,
+                "refused_full": self.refused_full, "queued": self.queued, "peers": self.peers.snapshot()}
+
+    # -- decisions -----------------------------------------------------------------------
+    def session_owner(self, head: Any) -> str | None:
+        path = head.path
+        if not any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path):
+            return None
+        sid = head.query("sid")
+        if not sid or "." not in sid:
+            return None
+        return sid.partition(".")[0]
+
+    def before_request(self, handler: Any, head: Any) -> bool:
+        """The wsgi hook: True to serve this request here, False when handled elsewhere."""
+        conn: Connection = handler.conn
+        if head.path.startswith(self.admin_prefix):
+            # Admin pages answer even when full. A client's admin connection
+            # counts if there is room; peers' health polls (every second) never do.
+            conn.quiet = self._from_peer(conn)
+            if not conn.quiet:
+                self.try_claim(conn)
+            return True
+        owner = self.session_owner(head)
+        if owner is not None and owner != self.my_id:
+            peer = self.peers.by_id(owner)
+            if peer is not None and self.forward(conn, [peer], affinity=True):
+                return False
+        if self.rt.draining and conn not in self.local and self._from_peer(conn):
+            self._refuse_full(conn)  # draining: new work goes to the other instances
+            return False
+        if self.try_claim(conn):
+            return True
+        if self._from_peer(conn):
+            self._refuse_full(conn)
+            return False
+        if self._spill_or_queue(conn):
+            return conn in self.local
+        conn.sock.sendall(simple_response(503, b"All instances are busy; retry shortly.\n",
+                                          [("Retry-After", "1")]))
+        conn.outcome = f"server full: no capacity here or at any peer after {self.rt.config.queue_timeout:g}s -> 503"
+        return False
+
+    def admit_raw(self, conn: Connection) -> bool:
+        """Raw TCP at sniff time (steps 2-4): True to serve it here."""
+        if self.try_claim(conn):
+            return True
+        if self._from_peer(conn):
+            self.refused_full += 1
+            conn.outcome = "server full: forwarded-in raw client refused"
+            return False
+        if self._spill_or_queue(conn):
+            return conn in self.local
+        if self.rt.config.raw == "sio":
+            conn.sock.sendall(RAW_CLOSE_LINE)
+        conn.outcome = "server full: no capacity here or at any peer, raw client closed"
+        return False
+
+    def admit_peer_listener(self, conn: Connection) -> bool:
+        """The peer listener takes loopback, known peers and trusted networks, PROXY v2 first."""
+        host = str(conn.peer[0])
+        if not (_is_loopback(host) or host in self.rt.trusted or self.peers.source_allowed(host)):
+            conn.finish(f"peer listener: {host} is not loopback, a known peer or a trusted network; refused",
+                        logging.WARNING)
+            return False
+        deadline = time.monotonic() + self.rt.config.sniff_timeout
+        try:
+            is_v2, _ = peek(conn, deadline, _v2_signature, size=len(PROXY_V2_SIGNATURE))
+        except (Silent, ClientGone, OSError):
+            is_v2 = False
+        if not is_v2:
+            conn.finish("peer listener: connection does not begin with a PROXY v2 header; refused",
+                        logging.WARNING)
+            return False
+        return True
+
+    def _from_peer(self, conn: Connection) -> bool:
+        return conn.listener.role == "peer"
+
+    def _spill_or_queue(self, conn: Connection) -> bool:
+        """Steps 3 and 4; True when the connection was claimed here or forwarded."""
+        if self.forward(conn, self.peers.candidates()):
+            return True
+        deadline = time.monotonic() + self.rt.config.queue_timeout
+        self.queued += 1
+        while time.monotonic() < deadline and not self.rt.draining:
+            gevent.sleep(QUEUE_POLL)
+            if self.try_claim(conn) or self.forward(conn, self.peers.candidates()):
+                return True
+        return False
+
+    def _refuse_full(self, conn: Connection) -> None:
+        self.refused_full += 1
+        conn.sock.sendall(simple_response(503, b"This instance is full.\n",
+                                          [(FULL_HEADER, self.my_id), ("Retry-After", "1")]))
+        why = "draining" if self.rt.draining else f"{self.conns}/{self.max_conns}"
+        conn.outcome = f"server full ({why}): forwarded-in request refused -> 503"
+
+    # -- forwarding ------------------------------------------------------------------------
+    def forward(self, conn: Connection, peers: list[Peer], affinity: bool = False) -> bool:
+        """Try ``peers`` in order; True once one took the connection (then it is finished)."""
+        if not peers:
+            return False
+        replay = bytearray(conn.stream.buf)
+        for peer in peers:
+            try:
+                backend = self.dial(peer.address, DIAL_TIMEOUT)
+            except PeerUnavailable as exc:
+                self.peers.mark_down(peer, f"refused a forward: {exc}")
+                continue
+            try:
+                self._forward_to(conn, peer, backend, replay)
+            except _Retry as why:
+                log.info("forward of %s to %s not taken (%s); %s", format_address(conn.client), peer.name, why,
+                         "serving here" if affinity else "trying the next peer")
+                continue
+            finally:
+                backend.close()
+            return True
+        return False
+
+    def _proxy_header(self, conn: Connection) -> bytes:
+        tls_version = authority = None
+        if conn.tls is not None:
+            tls_version, authority = conn.tls.get("version") or "TLS", conn.tls.get("sni")
+        elif conn.proxied_tls:
+            header = getattr(conn, "proxy_header", None)
+            tls_version = (header.tls_version if header is not None else None) or "TLS"
+            authority = header.authority if header is not None else None
+        local = conn.local if isinstance(conn.local, tuple) else ("0.0.0.0", 0)
+        return proxyproto.build_v2(conn.client, local, tls_version=tls_version, authority=authority,
+                                   forwarded_by=self.my_id)
+
+    def _forward_to(self, conn: Connection, peer: Peer, backend: socket.socket, replay: bytearray) -> None:
+        """One attempt. Raises _Retry while nothing has reached the client."""
+        try:
+            backend.sendall(self._proxy_header(conn) + bytes(replay))
+        except OSError as exc:
+            self.peers.mark_down(peer, f"send failed: {exc}")
+            raise _Retry(f"send failed: {exc}") from None
+        pump = _Pump(conn.sock, backend, replay)
+        try:
+            first = self._first_answer(backend)
+        except OSError as exc:
+            pump.stop()
+            if pump.committed:
+                raise
+            self.peers.mark_down(peer, f"broken before answering: {exc}")
+            raise _Retry(str(exc)) from None
+        pump.stop()
+        if not first:
+            if pump.committed:
+                conn.outcome = f"forwarded to {peer.name}; closed without an answer"
+                return
+            if conn.kind.startswith("raw"):
+                self.peers.mark_full(peer)  # a raw refusal is a silent close
+            else:
+                self.peers.mark_down(peer, "closed before answering")
+            raise _Retry("closed before answering")
+        if _is_full_answer(first) and not pump.committed:
+            self.peers.mark_full(peer)
+            raise _Retry("full")
+        del conn.stream.buf[:]
+        self.release(conn)
+        peer.forwarded += 1
+        peer.recent += 1
+        self.forwarded_out += 1
+        self.rt.stats.forwarded_out(conn, peer.id or peer.name)
+        conn.sock.sendall(first)
+        from .splice import splice
+
+        # splice gets the unmetered socket (zero-copy and TLS half-close need
+        # the real one); its byte counts are added to the connection's.
+        client = getattr(conn.sock, "wrapped", conn.sock)
+        client.settimeout(None)
+        result = splice(client, backend)
+        conn.bytes_in += result.bytes_up
+        conn.bytes_out += result.bytes_down
+        conn.outcome = (f"forwarded to {peer.name}: up {pump.sent + result.bytes_up} B, "
+                        f"down {len(first) + result.bytes_down} B, closed by {result.closed_by}")
+        conn.termination = _TERMINATION_BY_CLOSER.get(result.closed_by, "other")
+
+    @staticmethod
+    def _first_answer(backend: socket.socket) -> bytes:
+        backend.settimeout(FIRST_BYTE_TIMEOUT)
+        data = backend.recv(65536)
+        if data.startswith(b"HTTP/1.1 503 ") and b"\r\n\r\n" not in data:
+            while len(data) < 8192 and b"\r\n\r\n" not in data:  # the whole head, to see the marker
+                more = backend.recv(65536)
+                if not more:
+                    break
+                data += more
+        return data
+
+
+#: splice's ``closed_by`` -> the connection's termination reason
+_TERMINATION_BY_CLOSER: Final = {"client": "client_closed", "backend": "server_closed",
+                                 "error": "client_aborted", "timeout": "client_timeout"}
+
+
+def _v2_signature(data: bytes) -> Any:
+    if len(data) < len(PROXY_V2_SIGNATURE) and PROXY_V2_SIGNATURE.startswith(data):
+        return NEED_MORE
+    return data.startswith(PROXY_V2_SIGNATURE)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def _is_full_answer(first: bytes) -> bool:
+    if not first.startswith(b"HTTP/1.1 503 "):
+        return False
+    head = first.partition(b"\r\n\r\n")[0].lower()
+    return f"\r\n{FULL_HEADER.lower()}:".encode() in head
+
+
+class _Pump:
+    """Client bytes up to the peer while its first answer is awaited.
+
+    Everything read is appended to ``replay`` (for the next peer) until
+    :data:`REPLAY_LIMIT`; past that the attempt is ``committed``. Stopping is
+    safe at any time: a greenlet blocked in ``recv`` loses nothing (the bytes
+    stay in the kernel or in OpenSSL's buffer), and one in ``sendall`` is
+    allowed to finish its chunk.
+    """
+
+    def __init__(self, client: Any, backend: socket.socket, replay: bytearray) -> None:
+        self.client, self.backend, self.replay = client, backend, replay
+        self.sent = 0
+        self.committed = False
+        self.receiving = False
+        self.stopping = False
+        self.greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        self.client.settimeout(None)
+        try:
+            while not self.stopping:
+                self.receiving = True
+                data = self.client.recv(65536)
+                self.receiving = False
+                if not data:
+                    return  # half-close: the answer still comes
+                if len(self.replay) + len(data) > REPLAY_LIMIT:
+                    self.committed = True
+                else:
+                    self.replay += data
+                self.backend.sendall(data)
+                self.sent += len(data)
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.receiving:
+            self.greenlet.kill(block=True)
+        else:
+            self.greenlet.join()

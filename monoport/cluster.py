@@ -1,0 +1,138 @@
+"""Redis between instances: Socket.IO messages, and who the other instances are.
+
+Messages: the app's ``socketio.Server`` gets python-socketio's own
+``RedisManager`` in place of its in-process manager (python-socketio's
+documented way is the ``client_manager=`` argument; the server calls
+``manager.set_server(self)`` and ``initialize()`` lazily on the first
+connect, so swapping before any client connects is equivalent). It is
+initialized at once so its listener subscribes before the first emit.
+That listener already survives Redis closing the connection or restarting:
+``RedisManager._redis_listen_with_retries`` reconnects, resubscribes and
+logs one error line per attempt, backing off from 1 s to 60 s. What it does
+not do is say when it is back: the subclass below logs that line.
+
+Discovery: every :data:`ANNOUNCE_INTERVAL` each instance writes
+``monoport:instance:<id>`` = ``{"id", "peer", "max_conns"}`` with a
+:data:`ANNOUNCE_TTL` expiry and reads the others' keys; the peer table adds
+new ones and forgets those whose key expired. A Redis outage costs one log
+line when it starts and one when it ends; known peers stay, polled directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Final
+
+from .check import CHECKS
+from .config import HostPort, parse_hostport
+from .connection import format_address
+from .errors import ConfigError
+
+log = logging.getLogger("monoport")
+
+#: Seconds between two announcements (and discovery scans).
+ANNOUNCE_INTERVAL: Final = 1.0
+#: Expiry of an announcement: an instance that stops (or is killed) vanishes
+#: from the others' tables this long after its last announcement.
+ANNOUNCE_TTL: Final = 5
+KEY_PREFIX: Final = "monoport:instance:"
+#: Redis socket timeouts in seconds: a dead Redis must not stall the poller.
+REDIS_TIMEOUT: Final = 2.0
+
+
+def attach_redis_manager(sio: Any, url: str) -> Any:
+    """Make ``sio`` send room and broadcast emits through Redis (python-socketio's RedisManager)."""
+    import socketio
+
+    class Manager(socketio.RedisManager):
+        """python-socketio's manager, saying so when a lost connection is back."""
+
+        reconnects = 0
+
+        def _redis_connect(self) -> None:
+            super()._redis_connect()
+            if self.reconnects:
+                log.info("redis: connected again; pub/sub resubscribed")
+            self.reconnects += 1
+
+    manager = Manager(url, logger=logging.getLogger("monoport.redis"),
+                      redis_options={"socket_connect_timeout": REDIS_TIMEOUT, "health_check_interval": 10})
+    manager.set_server(sio)
+    sio.manager = manager
+    sio.manager_initialized = True
+    manager.initialize()
+    return manager
+
+
+class Announcer:
+    """This instance's key in Redis, and everyone else's."""
+
+    def __init__(self, url: str, my_id: str, advertise: HostPort | None, max_conns: int) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT,
+                                           socket_connect_timeout=REDIS_TIMEOUT)
+        self.my_id = my_id
+        self.advertise = advertise
+        self.max_conns = max_conns
+        self.healthy = True
+
+    def key(self, instance_id: str) -> str:
+        return KEY_PREFIX + instance_id
+
+    def announce_and_discover(self) -> list[tuple[str, HostPort]] | None:
+        """Refresh our key; return the others' ``(id, peer address)``, or None if Redis failed."""
+        import redis
+
+        try:
+            if self.advertise is not None:
+                value = json.dumps({"id": self.my_id, "peer": format_address(self.advertise),
+                                    "max_conns": self.max_conns})
+                self.client.set(self.key(self.my_id), value, ex=ANNOUNCE_TTL)
+            keys = [k for k in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000)]
+            values = self.client.mget(keys) if keys else []
+        except (redis.RedisError, OSError) as exc:
+            if self.healthy:
+                log.warning("redis: announcing failed (%s); known peers stay in use", exc)
+            self.healthy = False
+            return None
+        if not self.healthy:
+            log.info("redis: reachable again")
+        self.healthy = True
+        found = []
+        for raw in values:
+            try:
+                info = json.loads(raw)
+                if info["id"] != self.my_id:
+                    found.append((str(info["id"]), parse_hostport(info["peer"])))
+            except (TypeError, ValueError, KeyError):
+                continue  # an expired key (None) or someone else's junk
+        return found
+
+    def withdraw(self) -> None:
+        import redis
+
+        try:
+            self.client.delete(self.key(self.my_id))
+        except (redis.RedisError, OSError):
+            pass
+
+
+def check_redis(rt: Any) -> str | None:
+    """``--check``: Redis answers, and how many instances are announced in it."""
+    url = rt.config.redis
+    if not url:
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
+        client.ping()
+        announced = sum(1 for _ in client.scan_iter(match=KEY_PREFIX + "*", count=1000))
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise ConfigError("--redis", f"cannot reach Redis: {exc}") from None
+    return f"redis ok ({announced} instance(s) announced)"
+
+
+CHECKS.append(check_redis)

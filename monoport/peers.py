@@ -1,0 +1,259 @@
+"""The other instances: who they are, whether they are healthy, how full they are.
+
+Theory of operation:
+
+* A peer is another instance's *peer listener* (``--peer-bind``). Peers come
+  from ``--peer HOST:PORT`` (static) and from Redis announcements
+  (discovered; see :mod:`monoport.cluster`). The same ``--peer`` list can be
+  given to every machine: an address that turns out to be this instance
+  (its health answer carries our own id) is ignored.
+* Health is polled every :data:`POLL_INTERVAL` over the peer listener itself,
+  with a PROXY v2 LOCAL header in front of ``GET <admin>/health``. Polling
+  the path that forwards take proves the forwarding path works, and needs no
+  certificate trust as the public port (possibly TLS) would.
+* A peer starts down. :data:`RISE` passes in a row mark it up, :data:`FALL`
+  failures in a row down; a refused forward marks it down at once
+  (:meth:`PeerTable.mark_down`). Only up, non-draining peers with free
+  capacity receive spill-over; affinity forwards go to any up peer.
+* Free capacity is ``max_conns - conns`` from the last health answer, minus
+  the connections forwarded since then, so a burst spreads over peers
+  instead of piling onto the one that looked emptiest a second ago.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Final, Iterable
+
+import gevent
+
+from . import proxyproto
+from .config import HostPort
+from .connection import format_address
+from .errors import PeerUnavailable
+
+log = logging.getLogger("monoport")
+
+#: Seconds between two health polls of one peer (DESIGN: every second).
+POLL_INTERVAL: Final = 1.0
+#: Deadline of one health poll, connect to last byte, in seconds.
+POLL_TIMEOUT: Final = 1.5
+#: Consecutive passes that mark a peer up, and failures that mark it down.
+RISE: Final = 2
+FALL: Final = 2
+#: A health answer is a few hundred bytes; read at most this much.
+HEALTH_MAX_BYTES: Final = 65536
+
+
+@dataclass
+class Peer:
+    """One other instance, as this instance sees it."""
+
+    address: HostPort
+    #: from --peer (kept when down) or discovered through Redis (dropped when gone)
+    static: bool = False
+    id: str | None = None
+    up: bool = False
+    passes: int = 0
+    failures: int = 0
+    conns: int = 0
+    max_conns: int = 0
+    draining: bool = False
+    #: this address is our own peer listener (a shared --peer list)
+    is_self: bool = False
+    last_error: str | None = None
+    last_check: float = 0.0
+    #: connections forwarded to it, ever
+    forwarded: int = 0
+    #: connections forwarded since its last health answer (capacity estimate)
+    recent: int = 0
+    ips: set[str] = field(default_factory=set)
+
+    @property
+    def free(self) -> int:
+        return self.max_conns - self.conns - self.recent
+
+    @property
+    def name(self) -> str:
+        return f"{self.id or '?'}@{format_address(self.address)}"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "address": format_address(self.address), "up": self.up, "draining": self.draining,
+            "conns": self.conns, "max_conns": self.max_conns, "free": max(self.free, 0),
+            "forwarded": self.forwarded, "static": self.static, "last_error": self.last_error,
+        }
+
+
+def parse_health(response: bytes) -> dict[str, Any]:
+    """The JSON of a ``200`` health answer (pure).
+
+    Raises:
+        ValueError: not a 200 with a JSON object carrying ``id``.
+    """
+    head, sep, body = response.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or status_line[1] != b"200":
+        raise ValueError(f"health answered {head[:40]!r}")
+    if b"transfer-encoding: chunked" in head.lower():
+        raise ValueError("chunked health answer")
+    data = json.loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ValueError("health answer without an id")
+    return data
+
+
+class PeerTable:
+    """Every known peer, their health, and the poller that keeps it current."""
+
+    def __init__(self, my_id: str, health_path: str,
+                 dial: Callable[[HostPort, float], socket.socket], stats: Any = None) -> None:
+        self.my_id = my_id
+        #: the runtime's Stats: told every peer's state for the stats page
+        self.stats = stats
+        self.health_path = health_path
+        self.dial = dial
+        self.peers: dict[HostPort, Peer] = {}
+        self._poller: gevent.Greenlet | None = None
+
+    # -- membership ----------------------------------------------------------
+    def add(self, address: HostPort, *, peer_id: str | None = None, static: bool = False) -> Peer:
+        peer = self.peers.get(address)
+        if peer is None:
+            peer = self.peers[address] = Peer(address, static=static, id=peer_id)
+            peer.ips = _resolve(address[0])
+            log.info("peer %s added (%s)", peer.name, "--peer" if static else "discovered")
+        elif peer_id and peer.id != peer_id:
+            peer.id = peer_id
+        return peer
+
+    def forget_missing(self, announced: Iterable[HostPort]) -> None:
+        """Drop discovered peers that stopped announcing themselves."""
+        keep = set(announced)
+        for address, peer in list(self.peers.items()):
+            if not peer.static and address not in keep:
+                del self.peers[address]
+                if self.stats is not None:
+                    self.stats.remove_peer(peer.id or peer.name)
+                log.info("peer %s removed (no longer announced)", peer.name)
+
+    def by_id(self, peer_id: str) -> Peer | None:
+        for peer in self.peers.values():
+            if peer.id == peer_id and peer.up and not peer.is_self:
+                return peer
+        return None
+
+    def candidates(self) -> list[Peer]:
+        """Peers that may take spill-over, most free capacity first."""
+        usable = [p for p in self.peers.values() if p.up and not p.draining and not p.is_self and p.free > 0]
+        return sorted(usable, key=lambda p: p.free, reverse=True)
+
+    def source_allowed(self, host: str) -> bool:
+        return any(host in peer.ips for peer in self.peers.values())
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [p.snapshot() for p in self.peers.values() if not p.is_self]
+
+    # -- health ------------------------------------------------------------------
+    def mark_down(self, peer: Peer, why: str) -> None:
+        """A forward failed: stop using this peer until it passes again."""
+        peer.passes = 0
+        peer.failures = FALL
+        peer.last_error = why
+        if peer.up:
+            peer.up = False
+            log.warning("peer %s down (%s)", peer.name, why)
+
+    def mark_full(self, peer: Peer) -> None:
+        peer.conns = max(peer.conns, peer.max_conns)
+
+    def record(self, peer: Peer, info: dict[str, Any] | None, error: str | None) -> None:
+        peer.last_check = time.time()
+        if info is not None and info.get("id") == self.my_id:
+            if not peer.is_self:
+                log.info("peer address %s is this instance; ignored", format_address(peer.address))
+            peer.is_self = True
+            return
+        if info is not None:
+            peer.id = info["id"]
+            peer.conns = int(info.get("conns") or 0)
+            peer.max_conns = int(info.get("max_conns") or 0)
+            peer.draining = bool(info.get("draining"))
+            peer.recent = 0
+            peer.failures = 0
+            peer.passes += 1
+            peer.last_error = None
+            if not peer.up and peer.passes >= RISE:
+                peer.up = True
+                log.info("peer %s up (conns %d/%d)", peer.name, peer.conns, peer.max_conns)
+        else:
+            peer.passes = 0
+            peer.failures += 1
+            peer.last_error = error
+            if peer.up and peer.failures >= FALL:
+                peer.up = False
+                log.warning("peer %s down (%s)", peer.name, error)
+
+    def check(self, peer: Peer) -> None:
+        try:
+            info = self.fetch_health(peer.address)
+        except (OSError, ValueError, PeerUnavailable) as exc:
+            self.record(peer, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        else:
+            self.record(peer, info, None)
+        if self.stats is not None and not peer.is_self:
+            self.stats.set_peer(peer.id or peer.name, **peer.snapshot())
+
+    def fetch_health(self, address: HostPort) -> dict[str, Any]:
+        deadline = time.monotonic() + POLL_TIMEOUT
+        sock = self.dial(address, POLL_TIMEOUT)
+        try:
+            request = (f"GET {self.health_path} HTTP/1.1\r\nHost: monoport-peer\r\n"
+                       "Connection: close\r\nUser-Agent: monoport-health\r\n\r\n").encode()
+            sock.sendall(proxyproto.build_v2_local() + request)
+            chunks, size = [], 0
+            while size < HEALTH_MAX_BYTES:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+                size += len(data)
+            return parse_health(b"".join(chunks))
+        finally:
+            sock.close()
+
+    def poll_once(self) -> None:
+        peers = [p for p in self.peers.values() if not p.is_self]
+        jobs = [gevent.spawn(self.check, peer) for peer in peers]
+        gevent.joinall(jobs, timeout=POLL_TIMEOUT + 1)
+        for job in jobs:
+            job.kill(block=False)
+
+    def start(self, before_each: Callable[[], None] | None = None) -> None:
+        def loop() -> None:
+            while True:
+                started = time.monotonic()
+                if before_each is not None:
+                    before_each()
+                self.poll_once()
+                gevent.sleep(max(POLL_INTERVAL - (time.monotonic() - started), 0.05))
+
+        self._poller = gevent.spawn(loop)
+
+    def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.kill(block=False)
+
+
+def _resolve(host: str) -> set[str]:
+    """Every address ``host`` names, for the peer listener's source check."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return {host}
+    return {info[4][0] for info in infos} | {host}
