@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.md and the plots go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
     parser.add_argument("--report-only", action="store_true", help="redraw summary.md and plots from results.json")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="also rewrite README.md's Performance section from the results")
     args = parser.parse_args(argv)
     if args.report_only:
-        write_report(args.out)
+        write_report(args.out, args.update_readme)
         return 0
 
     began = time.monotonic()
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         {"info": info, "scale": scale.__dict__, "rounds": rounds, "raw": raw_rounds, "capacity": capacity,
          "failures": failures, "targets": list(targets), "notes": [f"{args.rounds} interleaved rounds; scale: "
                                                                     f"{scale_note(scale)}", *NOTES]}, indent=1))
-    write_report(args.out)
+    write_report(args.out, args.update_readme)
     say(f"bench: wrote {args.out / 'summary.md'} in {info['wall']}")
     return 0
 
@@ -134,13 +136,15 @@ NOTES = ["monoport runs with `--log-level warning` (its one line per connection 
          "log nothing per request either)."]
 
 
-def write_report(out: Path) -> None:
+def write_report(out: Path, update_readme: bool = False) -> None:
     """summary.md and the plots from results.json (``--report-only`` redraws them without measuring)."""
     data = json.loads((out / "results.json").read_text())
     targets = data.get("targets") or list(data["rounds"])
     plots = report.write_plots(out, data["rounds"], targets, data["raw"])
     report.write_summary(out / "summary.md", data["info"], data["notes"], data["rounds"], targets, data["raw"],
                          data["capacity"], data["failures"], plots)
+    if update_readme:
+        report.update_readme(Path(__file__).resolve().parent.parent / "README.md", report.readme_section(data))
 
 
 def scale_note(s: Scale) -> str:

@@ -243,3 +243,83 @@ def write_plots(out: Path, rounds: Rounds, targets: list[str], raw_rounds: Round
         if plot(out / name, title, source, names, keys):
             made.append(name)
     return made
+
+
+#: rows of the README's compact table (medians only; summary.md has the spread)
+README_KEYS = ["keepalive_rps", "keepalive_p99_ms", "keepalive_cpu_us", "handshake_rps", "handshake_cpu_us",
+               "echo_msgs", "echo_p99_ms", "echo_cpu_us", "poll_msgs", "poll_cpu_us", "idle_rss_mb",
+               "idle_kb_per_conn", "bcast_ms"]
+
+README_INTRO = """\
+`make bench` (about 13 minutes; installs stunnel4, haproxy, nginx and wrk
+when missing) serves one Flask + python-socketio app on gevent
+(`bench/app.py`) from five targets on one TLS port each, runs every
+workload on every target in interleaved rounds, and writes
+[bench/results/summary.md](bench/results/summary.md) (medians, min–max,
+per-round paired ratios, the goals of issue #9) and the plots below.
+Targets: **monoport**; **stack** = stunnel → HAProxy (TCP frontend, HTTP
+detection, `path_beg /socket.io`, `http-server-close`, `forwardfor`) → a
+web and a Socket.IO gevent process; **nginx** → the same two processes;
+**bare** = one gevent.pywsgi process serving TLS itself; **bare-nodelay** =
+bare with Nagle off, as monoport runs (the floor of monoport's own cost:
+pywsgi sends a response head and body in two writes, so with Nagle on each
+keep-alive response waits ~40 ms for a delayed ACK). The load clients (wrk,
+and `bench/loadgen.py`, a hand-written gevent Engine.IO client in 2–8
+processes) share the cores with the target, so wall-clock rates move with
+the machine's other load; the *CPU per operation* rows (CPU time of all the
+target's processes ÷ operations served) are the steady ones. Ratios are
+monoport ÷ the other target (below 1 is better for latency, CPU, memory)."""
+
+
+def readme_section(data: dict) -> str:
+    """The README's ``## Performance`` section, from one run's results.json."""
+    rounds, raw, info, cap = data["rounds"], data["raw"], data["info"], data["capacity"]
+    targets = data.get("targets") or list(rounds)
+    others = [t for t in targets if t != "monoport"]
+    n = max((len(v) for per in rounds.values() for v in per.values()), default=0)
+    lines = ["## Performance", "", README_INTRO, "",
+             f"Measured {info['date']} on {info['machine']}; {info['software']}; {info['load']}; "
+             f"{n} rounds, wall time {info['wall']}.", "",
+             "| metric | " + " | ".join(targets) + " | " + " | ".join(f"÷ {t}" for t in others) + " |",
+             "|" + "---|" * (1 + len(targets) + len(others))]
+    for key in README_KEYS:
+        if not rounds.get("monoport", {}).get(key):
+            continue
+        m = BY_KEY[key]
+        row = [f"{m.label} ({m.unit})"] + [m.fmt.format(median(rounds.get(t, {}).get(key, []) or [math.nan]))
+                                           for t in targets]
+        row += [(f"{median(r):.2f}×" if (r := paired_ratios(rounds, key, t)) else "–") for t in others]
+        lines.append("| " + " | ".join(row) + " |")
+    if raw:
+        lines += ["", "| raw TCP: monoport `--raw HOST:PORT` vs HAProxy `mode tcp` + `splice-auto` | monoport | "
+                  "HAProxy | ratio |", "|---|---|---|---|"]
+        for key in ("raw_gbps", "raw_pingpong", "raw_pingpong_cpu_us"):
+            m = BY_KEY[key]
+            lines.append(f"| {m.label} ({m.unit}) | {m.fmt.format(median(raw['monoport'][key]))} | "
+                         f"{m.fmt.format(median(raw['haproxy'][key]))} | "
+                         f"{median(paired_ratios(raw, key, 'haproxy')):.2f}× |")
+    if cap:
+        lines += ["", f"One monoport process held **{cap['max_clients']:.0f} of {cap['max_tried']:.0f}** Socket.IO "
+                  f"WebSocket clients over TLS ({cap['max_rss_mb']:.0f} MB RSS, {cap['max_kb_per_conn']:.1f} KB per "
+                  f"connection) and broadcast to all of them in {cap['max_bcast_ms'] / 1000:.1f} s."]
+    lines += ["", *[f"![{name[:-4]}](bench/results/{name})" for name, *_ in PLOTS], ""]
+    met, missed = [], []
+    for goal in GOALS:
+        row = goal_lines(rounds, raw, cap)[2 + GOALS.index(goal)]
+        measured, verdict = row.split(" | ")[1:3]
+        if measured != "not measured":
+            (met if verdict.startswith("yes") else missed).append(f"{goal.text}: {measured.split(' (')[0]}")
+    lines += ["Goals of issue #9 met in this run: " + "; ".join(met) + ".", "",
+              "Missed: " + ("; ".join(missed) if missed else "none") + " (the spread of every figure is in "
+              "summary.md).", ""]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, section: str) -> None:
+    """Move the README's ``## Performance`` section to the end, rewritten as ``section``."""
+    text = readme.read_text()
+    start = text.find("\n## Performance\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[: start + 1] + (text[end + 1:] if end >= 0 else "")
+    readme.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
