@@ -158,6 +158,7 @@ def write_summary(path: Path, info: dict[str, str], notes: list[str], rounds: Ro
         f"- date: {info['date']}",
         f"- machine: {info['machine']} ({info['load']})",
         f"- software: {info['software']}",
+        f"- monoport commit: {info.get('commit', '?')}",
         f"- command: `{info['command']}`; wall time {info['wall']}",
         *[f"- {note}" for note in notes],
         "",
@@ -278,7 +279,8 @@ def readme_section(data: dict) -> str:
     others = [t for t in targets if t != "monoport"]
     n = max((len(v) for per in rounds.values() for v in per.values()), default=0)
     lines = ["## Performance", "", README_INTRO, "",
-             f"Measured {info['date']} on {info['machine']}; {info['software']}; {info['load']}; "
+             f"Measured {info['date']} (commit {info.get('commit', '?')}) on {info['machine']}; {info['software']}; "
+             f"{info['load']}; "
              f"{n} rounds, wall time {info['wall']}.", "",
              "| metric | " + " | ".join(targets) + " | " + " | ".join(f"÷ {t}" for t in others) + " |",
              "|" + "---|" * (1 + len(targets) + len(others))]

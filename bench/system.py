@@ -66,7 +66,21 @@ def machine() -> dict[str, str]:
                          _tool_version(["openssl", "version"], r"OpenSSL (\S+)"),
                      ])),
         "python": sys.executable,
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The git commit the numbers belong to (a dirty tree says so)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (head or "?") + (" (with uncommitted changes)" if dirty else "")
 
 
 def _version(name: str) -> str:
