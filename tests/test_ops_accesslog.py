@@ -13,7 +13,7 @@ import requests
 
 from monoport.accesslog import FIELDS
 from tests.clients import https_session, raw_exchange, sio_client
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
 
@@ -138,3 +138,13 @@ def test_a_client_over_its_connection_limit_is_logged_as_client_limit(monoport, 
         assert first.get(f"http://127.0.0.1:{server.port}/", timeout=5).status_code == 200  # held open, idle
         assert requests.get(f"http://127.0.0.1:{server.port}/", timeout=5).status_code == 429
         assert wait_termination(log, "client_limit")["kind"] == "http"
+
+
+def test_a_raw_backend_that_refuses_is_logged_as_peer_down(monoport, tmp_path):
+    log = tmp_path / "access.log"
+    closed_port = free_port()  # nothing listens there
+    server = monoport(APP + ["--tls", "off", "--raw", f"127.0.0.1:{closed_port}", "--access-log", str(log),
+                             "--log-format", "json"])
+    raw_exchange(server.port, b"hello backend\n")
+    record = wait_termination(log, "peer_down")
+    assert record["kind"] == "raw" and "unavailable" in record["detail"]
