@@ -9,18 +9,21 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+import socketserver
+
 import pytest
 import requests
 import socketio
 
-from tests.clients import https_session
-from tests.cluster import (held_connection, https_get, peer_health, redis_server, redis_url,  # noqa: F401
-                           start_cluster)
+from monoport.sniff import PROXY_V2_SIGNATURE
+from tests.clients import RawSio, https_session
+from tests.cluster import (held_connection, https_get, peer_health, peers_up, redis_server,  # noqa: F401
+                           redis_url, start_cluster)
 from tests.conftest import wait_for
 
 
 @pytest.fixture
-def trio(monoport, redis_url, tls_args):
+def trio(redis_url, monoport, tls_args):
     return start_cluster(monoport, redis_url, ["a", "b", "c"], tls_args + ["--max-conns", "2"])
 
 
@@ -64,7 +67,7 @@ class RotatingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def test_polling_client_keeps_its_session_whichever_instance_it_reaches(monoport, redis_url, tls_args, tls_files):
+def test_polling_client_keeps_its_session_whichever_instance_it_reaches(redis_url, monoport, tls_args, tls_files):
     servers = start_cluster(monoport, redis_url, ["a", "b", "c"], tls_args + ["--max-conns", "20"])
     session = RotatingSession([s.port for s in servers], tls_files["ca"])
     client = socketio.Client(http_session=session, reconnection=False)
@@ -81,6 +84,23 @@ def test_polling_client_keeps_its_session_whichever_instance_it_reaches(monoport
         session.close()
     others = [s for s in servers if s.instance_id != owner]
     wait_for(lambda: any(f"forwarded to {owner}@" in s.log() for s in others), timeout=15)
+
+
+def test_raw_socketio_clients_beyond_capacity_are_served_by_peers(trio, client_ctx):
+    a = trio[0]
+    held = [held_connection(a.port, client_ctx) for _ in range(2)]
+    try:
+        for tls in (None, client_ctx):
+            raw = RawSio(a.port, tls=tls)  # sends "40" at once: decided at sniff time
+            try:
+                assert raw.open["sid"].split(".")[0] in ("b", "c")  # a peer's session
+                raw.send('421["echo","raw via peer"]')
+                assert raw.expect(lambda line: line.startswith("431")) == '431["raw via peer"]'
+            finally:
+                raw.sock.close()
+    finally:
+        for conn in held:
+            conn.close()
 
 
 def test_keep_alive_connection_whose_next_request_belongs_to_another_instance(trio, client_ctx):
@@ -127,7 +147,7 @@ def test_room_emit_reaches_members_on_every_instance(trio, tls_files):
             client.disconnect()
 
 
-def test_room_emits_survive_a_redis_restart(monoport, redis_server, tls_args, tls_files):
+def test_room_emits_survive_a_redis_restart(redis_server, monoport, tls_args, tls_files):
     servers = start_cluster(monoport, redis_server.url, ["a", "b"], tls_args)
     got: list[tuple[str, str]] = []
     clients = []
@@ -142,7 +162,10 @@ def test_room_emits_survive_a_redis_restart(monoport, redis_server, tls_args, tl
         redis_server.start()  # same port, empty: every subscription is gone
         # python-socketio's listener reconnects with a back-off; emit until both hear it
         def delivered() -> bool:
-            clients[0].call("to_room", ("lobby", "after restart"), timeout=10)
+            try:
+                clients[0].call("to_room", ("lobby", "after restart"), timeout=10)
+            except socketio.exceptions.TimeoutError:
+                return False  # the emitting handler waited on a Redis that was not back yet
             time.sleep(0.5)
             return {name for name, data in got if data == "after restart"} == {"a", "b"}
 
@@ -152,7 +175,7 @@ def test_room_emits_survive_a_redis_restart(monoport, redis_server, tls_args, tl
             client.disconnect()
 
 
-def test_killed_peer_is_skipped_and_no_unsent_request_fails(monoport, redis_url, tls_args, client_ctx):
+def test_killed_peer_is_skipped_and_no_unsent_request_fails(redis_url, monoport, tls_args, client_ctx):
     a, b, c = start_cluster(monoport, redis_url, ["a", "b", "c"], tls_args + ["--max-conns", "1"])
     held = held_connection(a.port, client_ctx)  # a is now full: everything spills to b or c
     try:
@@ -167,6 +190,61 @@ def test_killed_peer_is_skipped_and_no_unsent_request_fails(monoport, redis_url,
         assert "peer b@" in a.log() and "down" in a.log()
     finally:
         held.close()
+
+
+class FullPeer(socketserver.ThreadingTCPServer):
+    """A stand-in peer that looks roomy in its health answer and refuses every forward as full."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), self.Handler)
+        self.refused = 0
+        self.bad = 0  # connections that did not begin with a PROXY v2 header
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = self.request.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            if not data.startswith(PROXY_V2_SIGNATURE):
+                self.server.bad += 1
+                return
+            if b"GET /monoport/health " in data:
+                body = json.dumps({"id": "z", "conns": 0, "max_conns": 100, "draining": False}).encode()
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            else:
+                self.server.refused += 1
+                self.request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nX-Monoport-Full: z\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_a_peer_that_answers_full_is_skipped_for_the_next(redis_url, monoport, tls_args, client_ctx):
+    full = FullPeer()
+    threading.Thread(target=full.serve_forever, daemon=True).start()
+    try:
+        # z (the roomiest by its health answer) is tried first, refuses, and c takes the request
+        a, c = start_cluster(monoport, redis_url, ["a", "c"],
+                             tls_args + ["--max-conns", "1", "--peer", f"127.0.0.1:{full.server_address[1]}"])
+        a.wait_log("peer z@", timeout=10)
+        wait_for(lambda: " up (conns 0/100)" in a.log(), timeout=10)
+        held = held_connection(a.port, client_ctx)
+        try:
+            for _ in range(5):
+                status, _, body = https_get(a.port, "/environ", client_ctx)
+                assert status == 200, body
+                assert json.loads(body)["monoport.instance_id"] == "c"
+        finally:
+            held.close()
+        assert full.refused >= 1 and full.bad == 0
+        assert "not taken (full); trying the next peer" in a.log()
+    finally:
+        full.shutdown()
+        full.server_close()
 
 
 def test_untrusted_proxy_headers_are_rejected_and_spoofed_forwarded_for_ignored(trio, client_ctx):

@@ -16,7 +16,7 @@ from tests.cluster import APP, redis_server, redis_url  # noqa: F401
 from tests.conftest import ROOT, wait_for
 
 
-def test_two_workers_keep_a_polling_session_whichever_gets_the_request(monoport, redis_url):
+def test_two_workers_keep_a_polling_session_whichever_gets_the_request(redis_url, monoport):
     server = monoport(APP + ["--tls", "off", "--workers", "2", "--redis", redis_url, "--instance-id", "w"])
     wait_for(lambda: server.log().count(" up (conns ") >= 2, timeout=20)  # each worker sees the other
     http = requests.Session()
@@ -37,7 +37,7 @@ def test_two_workers_keep_a_polling_session_whichever_gets_the_request(monoport,
     wait_for(lambda: f"forwarded to {owner}@" in server.log(), timeout=10)
 
 
-def test_a_worker_that_dies_is_restarted(monoport, redis_url):
+def test_a_worker_that_dies_is_restarted(redis_url, monoport):
     server = monoport(APP + ["--tls", "off", "--workers", "2", "--redis", redis_url, "--instance-id", "w"])
     wait_for(lambda: "instance w1:" in server.log(), timeout=20)
     pid = int(re.search(r"worker w1 started \(pid (\d+)\)", server.log()).group(1))
