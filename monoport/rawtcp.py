@@ -180,6 +180,37 @@ def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
     }
 
 
+def _refuse_early(conn: Connection, ws: RawWebSocket) -> None:
+    """Refuse a client whose bytes already in hand break the framing, before any session exists.
+
+    An Engine.IO session costs more than its connection: python-engineio keeps
+    a ping greenlet for it for a whole ping interval (25 s) even when it ends
+    at once, so garbage that opened a session each time would cost ~12 KB per
+    connection for 25 s (a flood of it, hundreds of MB). Lines already
+    received (peeked on a clear socket, buffered inside TLS) are checked on a
+    copy of the decoder; nothing is consumed.
+
+    Raises:
+        ProtocolViolation: those bytes hold a line the framing refuses.
+    """
+    probe = LineDecoder(ws.decoder.limit)
+    probe.feed(bytes(ws.decoder._buf))
+    if not conn.tls_terminated:
+        conn.raw_sock.settimeout(0)
+        try:
+            probe.feed(conn.raw_sock.recv(RECV_SIZE, socket.MSG_PEEK))
+        except (BlockingIOError, socket.timeout, TimeoutError, OSError):
+            pass
+        finally:
+            conn.raw_sock.settimeout(None)
+    try:
+        while probe.next_packet() is not NEED_MORE:
+            pass
+    except ProtocolViolation as exc:
+        conn.outcome = f"raw Socket.IO no session: {exc}"
+        raise ProtocolViolation(f"{exc}; raw Socket.IO refused before a session") from None
+
+
 def serve(rt: Any, conn: Connection, silent: bool) -> None:
     """The ``--raw sio`` stage: run one Socket.IO session over this connection.
 
@@ -192,6 +223,7 @@ def serve(rt: Any, conn: Connection, silent: bool) -> None:
         return
     conn.sock.settimeout(None)
     ws = RawWebSocket(conn, rt.max_message, rt.config.sio_path[0])
+    _refuse_early(conn, ws)
     status: list[str] = []
 
     def start_response(code: str, headers: list, exc_info: Any = None) -> Callable[[bytes], None]:
