@@ -54,6 +54,7 @@ TERMINATIONS: tuple[tuple[str, str], ...] = (
 #: 3 lines in, 2 out, client closed").
 TERMINATION_PHRASES: tuple[tuple[str, str], ...] = (
     ("client closed", "client_closed"),
+    ("client timeout", "client_timeout"),
     ("cut off", "protocol_error"),
     ("refused", "protocol_error"),
     ("closed by server", "server_closed"),

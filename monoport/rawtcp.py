@@ -21,7 +21,10 @@ client has spoken (a first line makes the sniffer say RAW immediately) or
 stayed silent until the sniff deadline.
 
 No socket timeout while connected: Engine.IO's pings decide liveness, and
-``close()`` shuts the socket down to wake the reader when they fail.
+``close()`` shuts the socket down to wake the reader when they fail. The
+one gap pings leave, a client that stops reading while the server writes,
+is closed by a deadline on each line sent (ping interval + ping timeout,
+the time python-engineio gives a silent client).
 
 Error policy: a line that is too long, not UTF-8 or not an Engine.IO packet
 ends this connection only, as one ``protocol error`` log line (the
@@ -38,9 +41,10 @@ import socket
 import sys
 from typing import Any, Callable, Iterable
 
+import gevent
 from gevent import socket as gsocket
 
-from .connection import Connection
+from .connection import Connection, format_address
 from .errors import ProtocolViolation
 from .rawframing import NEED_MORE, LineDecoder, encode_packet
 from .stream import RECV_SIZE
@@ -64,9 +68,12 @@ class RawWebSocket:
     protocol = None
     origin = None
 
-    def __init__(self, conn: Connection, limit: int, path: str) -> None:
+    def __init__(self, conn: Connection, limit: int, path: str, send_timeout: float | None = None) -> None:
         self.conn = conn
         self.path = path
+        #: seconds one line may take to leave; past it the client stopped reading
+        self.send_timeout = send_timeout
+        self.stalled = False
         self.decoder = LineDecoder(limit)
         self.closed = False
         self.violation: ProtocolViolation | None = None
@@ -112,7 +119,20 @@ class RawWebSocket:
             log.warning("raw Socket.IO: cannot send a packet to %s: %s", self.conn.describe(), exc)
             self.close()
             raise OSError(str(exc)) from None
-        self.conn.sock.sendall(line)
+        deadline = gevent.Timeout(self.send_timeout)
+        deadline.start()
+        try:
+            self.conn.sock.sendall(line)
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+            # Nobody else notices a client that stops reading: python-engineio's
+            # writer would block here forever, holding the session.
+            self.stalled = True
+            self.close()
+            raise OSError("client stopped reading") from None
+        finally:
+            deadline.close()
         self.lines_out += 1
 
     def close(self) -> None:
@@ -120,7 +140,7 @@ class RawWebSocket:
         if self.closed:
             return
         self.closed = True
-        sock = self.conn.sock
+        sock = getattr(self.conn.sock, "wrapped", self.conn.sock)  # past the byte meter
         try:
             # socket-level shutdown: SSLSocket.shutdown would drop the TLS state
             # under a reader that may be inside recv() right now.
@@ -133,6 +153,8 @@ class RawWebSocket:
         who = f"sid={self.sid}" if self.sid else "no session"
         if self.client_closed:
             why = "client closed"
+        elif self.stalled:
+            why = f"client timeout (stopped reading for {self.send_timeout:g}s)"
         elif self.violation is not None:
             why = "cut off"
         else:
@@ -149,7 +171,8 @@ def _open_sid(packet: str) -> str | None:
 
 def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
     """The WSGI environ of a WebSocket upgrade request, as the raw client would have sent it."""
-    host = conn.tls.get("sni") if conn.tls and conn.tls.get("sni") else conn.local[0]
+    sni = conn.tls.get("sni") if conn.tls else None
+    host = f"{sni}:{conn.local[1]}" if sni else format_address(conn.local)
     return {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -160,7 +183,7 @@ def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": str(conn.client[0]),
         "REMOTE_PORT": str(conn.client[1]),
-        "HTTP_HOST": f"{host}:{conn.local[1]}",
+        "HTTP_HOST": host,
         "HTTP_UPGRADE": "websocket",
         "HTTP_CONNECTION": "Upgrade",
         "wsgi.version": (1, 0),
@@ -222,7 +245,9 @@ def serve(rt: Any, conn: Connection, silent: bool) -> None:
         conn.outcome = "raw Socket.IO client, but the app has no Socket.IO server"
         return
     conn.sock.settimeout(None)
-    ws = RawWebSocket(conn, rt.max_message, rt.config.sio_path[0])
+    eio = rt.sio.eio
+    ws = RawWebSocket(conn, rt.max_message, rt.config.sio_path[0],
+                      send_timeout=eio.ping_interval + eio.ping_timeout)
     _refuse_early(conn, ws)
     status: list[str] = []
 

@@ -196,6 +196,9 @@ def _pump(src: Any, dst: Any, source: str, session: _Session, zero_copy: bool) -
     try:
         if zero_copy:
             zero_copy = _copy_splice(src, dst, source, session)
+            if not zero_copy:  # the kernel refused: the portable path, with its timeouts
+                src.settimeout(session.idle_timeout)
+                dst.settimeout(session.idle_timeout)
         if not zero_copy:
             _copy_recv(src, dst, source, session)
     except _Idle:

@@ -85,25 +85,37 @@ def test_100_mb_through_a_raw_forward_keep_their_sha256(monoport, tls_args, clie
     errors: list[BaseException] = []
     started = time.monotonic()
     try:
-        def writer() -> None:
-            try:
-                for block in stream_blocks(11):
-                    sent.update(block)
-                    sock.sendall(block)
-                if not use_tls:  # over TLS the reader stops at TOTAL bytes instead
-                    sock.shutdown(socket.SHUT_WR)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+        def read_until(count: int) -> None:
+            nonlocal received
+            while received < count:
+                data = sock.recv(MB)
+                if not data:
+                    break
+                got.update(data)
+                received += len(data)
 
-        thread = threading.Thread(target=writer)
-        thread.start()
-        while received < TOTAL:
-            data = sock.recv(MB)
-            if not data:
-                break
-            got.update(data)
-            received += len(data)
-        thread.join(60)
+        if use_tls:
+            # One OpenSSL connection must not be read and written by two threads at
+            # once (the client itself then sends corrupt records: bad record MAC),
+            # so over TLS the client goes in lockstep, a block up, then its echo.
+            for n, block in enumerate(stream_blocks(11), 1):
+                sent.update(block)
+                sock.sendall(block)
+                read_until(n * MB)
+        else:
+            def writer() -> None:
+                try:
+                    for block in stream_blocks(11):
+                        sent.update(block)
+                        sock.sendall(block)
+                    sock.shutdown(socket.SHUT_WR)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            read_until(TOTAL)
+            thread.join(60)
     finally:
         sock.close()
         echo.close()

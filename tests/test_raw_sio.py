@@ -178,3 +178,43 @@ def test_openssl_s_client_is_a_socketio_client(server, tls_files):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_client_that_stops_reading_is_closed_and_others_go_on(monoport):
+    server = monoport(FASTPING + ["--tls", "off"])
+    stuck = RawSio(server.port)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        payload = "x" * 50_000
+        try:
+            for n in range(400):  # ~20 MB of echoes that are never read: the server's sends block
+                stuck.send(f'42{n}["echo","{payload}"]')
+        except OSError:
+            pass  # the server gave up on it first
+        server.wait_log("stopped reading", timeout=30)
+    finally:
+        stuck.close()
+    other = RawSio(server.port)  # the hub was never blocked: others are served
+    try:
+        assert other.call(1, "echo", "fine") == ["fine"]
+    finally:
+        other.close()
+    line = [line for line in server.log().splitlines() if "stopped reading" in line]
+    assert len(line) == 1 and "client timeout (stopped reading for 3s)" in line[0]
+
+
+def test_sigterm_disconnects_raw_clients_without_waiting_for_them(monoport, tls_args, client_ctx):
+    server = monoport(ECHO + tls_args)
+    clients = [RawSio(server.port), RawSio(server.port, tls=client_ctx)]
+    try:
+        for raw in clients:
+            assert raw.call(1, "echo", "before") == ["before"]
+        server.stop()
+        for raw in clients:
+            assert raw.closed()
+    finally:
+        for raw in clients:
+            raw.close()
+    log = server.log()
+    assert len(conn_lines(log, "closed by server")) == 2, log
+    assert "still open" not in log  # nobody had to be killed at the end of the drain
