@@ -218,3 +218,17 @@ def test_sigterm_disconnects_raw_clients_without_waiting_for_them(monoport, tls_
     log = server.log()
     assert len(conn_lines(log, "closed by server")) == 2, log
     assert "still open" not in log  # nobody had to be killed at the end of the drain
+
+
+def test_garbage_first_is_refused_before_any_session_is_made(monoport):
+    server = monoport(ECHO + ["--tls", "off"])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(b"\x00\x01garbage\n")
+        sock.settimeout(20)
+        try:
+            assert sock.recv(100) == b""  # not even an open packet
+        except ConnectionResetError:
+            pass
+    log = server.wait_log("protocol error")
+    lines = conn_lines(log, "protocol error")
+    assert len(lines) == 1 and "unknown packet type '\\x00'" in lines[0] and "sid=" not in lines[0], log
