@@ -205,8 +205,12 @@ class PeerTable:
             self.record(peer, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
             self.record(peer, info, None)
-        if self.stats is not None and not peer.is_self:
-            self.stats.set_peer(peer.id or peer.name, **peer.snapshot())
+        if self.stats is not None:
+            self.stats.remove_peer(peer.name.replace(f"{peer.id}@", "?@", 1))  # its entry before its id was known
+            if peer.is_self:
+                self.stats.remove_peer(peer.name)
+            else:
+                self.stats.set_peer(peer.id or peer.name, **peer.snapshot())
 
     def fetch_health(self, address: HostPort) -> dict[str, Any]:
         deadline = time.monotonic() + POLL_TIMEOUT
