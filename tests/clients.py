@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
+import threading
 import time
 
 import requests
@@ -18,9 +20,62 @@ def https_session(ca: str) -> requests.Session:
     return session
 
 
+class SerializedSSLSocket(ssl.SSLSocket):
+    """An SSLSocket whose reads and writes never run at the same time.
+
+    python-socketio's threaded client reads its WebSocket in one thread and
+    writes it from another; OpenSSL forbids using one connection from two
+    threads at once, and under load the client then writes corrupt records
+    (the server answers "bad record MAC"). Waiting for readability happens
+    outside the lock, so a blocked reader never stalls a writer.
+    """
+
+    _guard = threading.Lock()
+
+    def _io_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_mp_io_lock")
+        if lock is None:
+            with self._guard:
+                lock = self.__dict__.setdefault("_mp_io_lock", threading.Lock())
+        return lock
+
+    def _wait_readable(self) -> None:
+        if self.pending() == 0:
+            readable, _, _ = select.select([self], [], [], self.gettimeout())
+            if not readable:
+                raise socket.timeout("timed out")
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._wait_readable()
+        with self._io_lock():
+            return super().recv(buflen, flags)
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        self._wait_readable()
+        with self._io_lock():
+            return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data, flags: int = 0) -> int:
+        with self._io_lock():
+            return super().send(data, flags)
+
+    def sendall(self, data, flags: int = 0) -> None:
+        with self._io_lock():
+            return super().sendall(data, flags)
+
+
+def serialized_tls_context(ca: str) -> ssl.SSLContext:
+    """A client context trusting ``ca`` whose sockets are :class:`SerializedSSLSocket`."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.sslsocket_class = SerializedSSLSocket
+    return ctx
+
+
 def sio_client(url: str, ca: str | None, transports: list[str], **kwargs) -> socketio.Client:
-    """A connected python-socketio client (bounded wait)."""
+    """A connected python-socketio client (bounded wait); over wss its TLS socket is serialized."""
     http = https_session(ca) if ca else None
+    if ca and "websocket_extra_options" not in kwargs:
+        kwargs["websocket_extra_options"] = {"sslopt": {"context": serialized_tls_context(ca)}}
     client = socketio.Client(http_session=http, reconnection=kwargs.pop("reconnection", False), **kwargs)
     client.connect(url, transports=transports, wait_timeout=10)
     return client
