@@ -16,7 +16,7 @@ import requests
 import socketio
 
 from monoport.sniff import PROXY_V2_SIGNATURE
-from tests.clients import RawSio, https_session
+from tests.clients import RawSio, https_session, serialized_tls_context
 from tests.cluster import (held_connection, https_get, peer_health, peers_up, redis_server,  # noqa: F401
                            redis_url, start_cluster)
 from tests.conftest import wait_for
@@ -125,13 +125,18 @@ def test_keep_alive_connection_whose_next_request_belongs_to_another_instance(tr
         conn.close()
 
 
+def wss_options(tls_files):
+    """websocket-client options that keep the threaded client's TLS socket single-file."""
+    return {"sslopt": {"context": serialized_tls_context(tls_files["ca"])}}
+
+
 def test_room_emit_reaches_members_on_every_instance(trio, tls_files):
     clients, got = [], []
     lock = threading.Lock()
     try:
         for server in trio:
             http = https_session(tls_files["ca"])
-            client = socketio.Client(http_session=http, reconnection=False)
+            client = socketio.Client(http_session=http, reconnection=False, websocket_extra_options=wss_options(tls_files))
             client.on("room_message", lambda data, name=server.instance_id: (lock.acquire(), got.append(name),
                                                                                lock.release()))
             client.connect(server.url, transports=["websocket"], wait_timeout=10)
@@ -153,7 +158,8 @@ def test_room_emits_survive_a_redis_restart(redis_server, monoport, tls_args, tl
     clients = []
     try:
         for server in servers:
-            client = socketio.Client(http_session=https_session(tls_files["ca"]), reconnection=False)
+            client = socketio.Client(http_session=https_session(tls_files["ca"]), reconnection=False,
+                                     websocket_extra_options=wss_options(tls_files))
             client.on("room_message", lambda data, name=server.instance_id: got.append((name, data)))
             client.connect(server.url, transports=["websocket"], wait_timeout=10)
             assert client.call("join", "lobby", timeout=10) == "joined"
