@@ -213,8 +213,10 @@ class Handler(HandlerBase):
         except (socket.timeout, TimeoutError):
             conn.outcome = "client timeout (keep-alive idle)"
             return False
-        except OSError:
-            if rt.draining:  # shutdown() woke this wait up on purpose
+        except (OSError, ValueError):
+            # shutdown() woke this wait up on purpose; over TLS gevent may say so
+            # as ValueError("Read on closed or unwrapped SSL socket.")
+            if rt.draining:
                 conn.outcome = "draining"
                 return False
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import statistics
 import threading
@@ -180,3 +181,20 @@ def test_slowloris_of_1000_connections_does_not_stop_a_normal_client(monoport, t
     assert max(fds) > ATTACKERS * 0.9, "the attack never held its connections open"
     assert attack.cut > ATTACKERS * 0.5, "the request-head deadline did not cut the attackers"
     wait_for(lambda: "client timeout (request head)" in server.log(), timeout=10)
+
+
+def test_idle_keep_alive_tls_connections_at_sigterm_end_as_draining(monoport, tls_args, client_ctx):
+    server = monoport(APP + tls_args)
+    idle = []
+    for _ in range(30):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        tls = client_ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        read_response(tls)
+        idle.append(tls)
+    server.send(signal.SIGTERM)
+    assert server.proc.wait(15) == 0
+    for tls in idle:
+        tls.close()
+    log = server.log()
+    assert log.count("draining") >= 30 and "Traceback" not in log
