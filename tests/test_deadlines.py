@@ -73,13 +73,13 @@ def test_a_request_body_that_stops_moving_gets_408_and_one_line(monoport, tls_ar
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(monoport, tls_args, client_ctx):
-    server = monoport(APP + tls_args + ["--keepalive-timeout", "1"])
+    server = monoport(APP + tls_args + ["--keepalive-timeout", "2"])
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
         with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             for _ in range(3):  # a client that keeps talking is not cut
                 tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 assert read_response(tls).startswith(b"HTTP/1.1 200")
-                time.sleep(0.5)
+                time.sleep(0.3)
             answer, waited = wait_closed(tls)
     assert answer == b""
     assert waited < 10
