@@ -81,6 +81,14 @@ def sio_client(url: str, ca: str | None, transports: list[str], **kwargs) -> soc
     return client
 
 
+def read_to_eof(sock) -> bytes:
+    """Everything the peer sends until it closes (the socket's own timeout bounds each read)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0, tls: ssl.SSLContext | None = None,
                  server_hostname: str = "localhost", shut_write: bool = False, prefix: bytes = b"") -> bytes:
     """Send ``data`` and read until the server closes (bounded); ``prefix`` goes first, before TLS."""

@@ -15,6 +15,7 @@ from typing import Iterator
 import pytest
 
 from monoport import proxyproto
+from tests.clients import read_to_eof
 from tests.conftest import free_port
 
 APP = ["--app", "tests.apps.echo_app:app"]
@@ -121,12 +122,7 @@ def peer_health(peer_port: int, timeout: float = 5.0) -> dict:
     with socket.create_connection(("127.0.0.1", peer_port), timeout=timeout) as sock:
         sock.sendall(proxyproto.build_v2_local()
                      + b"GET /monoport/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), data
     return json.loads(body)

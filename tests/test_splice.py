@@ -15,6 +15,7 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from monoport import splice as splice_mod
+from tests.clients import read_to_eof
 from monoport.errors import PeerUnavailable
 from monoport.splice import dial, splice
 
@@ -187,12 +188,7 @@ def test_tls_client_uses_the_portable_path(tls_files):
         assert got == expected
         backend_app.sendall(b"answer")
         backend_app.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = client_app.recv(100)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(client_app)
         assert data == b"answer"  # the backend's EOF reached the TLS client
         client_app.close()
         client_raw.close()
