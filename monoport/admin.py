@@ -65,8 +65,12 @@ class Admin:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return self._reply(start_response, 405, b"GET only\n", [("Allow", "GET, HEAD")])
         if name == "health":
-            body = json.dumps(self.stats.health()).encode()
-            return self._reply(start_response, 200, body, [("Content-Type", "application/json")])
+            # 503 while draining: load balancers (and Kubernetes readiness
+            # probes) take a stopping instance out; the body says why.
+            health = self.stats.health()
+            body = json.dumps(health).encode()
+            return self._reply(start_response, 503 if health["draining"] else 200, body,
+                               [("Content-Type", "application/json")])
         denied = self._denied(environ, start_response)
         if denied is not None:
             return denied
@@ -90,7 +94,8 @@ class Admin:
     @staticmethod
     def _reply(start_response: Callable, status: int, body: bytes,
                headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
-        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+                   503: "Service Unavailable"}
         headers = list(headers or [("Content-Type", "text/plain; charset=utf-8")])
         headers += [("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
         start_response(f"{status} {reasons[status]}", headers)

@@ -50,6 +50,7 @@ import time
 from typing import Any, Final
 
 import gevent
+from engineio import packet as eio_packet
 
 from . import proxyproto
 from .connection import Connection, format_address
@@ -57,7 +58,7 @@ from .dispatch import ClientGone, Silent, peek
 from .errors import PeerUnavailable
 from .peers import Peer, PeerTable
 from .sniff import NEED_MORE, PROXY_V2_SIGNATURE
-from .wsgi import simple_response
+from .wsgi import DRAIN_IDLE_GRACE, simple_response
 
 log = logging.getLogger("monoport")
 
@@ -69,6 +70,8 @@ FIRST_BYTE_TIMEOUT: Final = 120.0
 #: Client bytes kept for replay to another peer while the first answer is
 #: awaited; past this the forward is committed to the current peer.
 REPLAY_LIMIT: Final = 256 * 1024
+#: How long a draining instance waits for the body of a request it sends elsewhere.
+SKIP_BODY_TIMEOUT: Final = 2.0
 #: Poll interval of the queue while waiting for a free slot, in seconds.
 QUEUE_POLL: Final = 0.05
 #: Header that marks a 503 as "instance full" rather than the app's own 503.
@@ -92,6 +95,7 @@ class Balancer:
         self.admin_prefix = getattr(config, "admin_prefix", "/monoport").rstrip("/") + "/"
         self.local: set[Connection] = set()
         self.peers = PeerTable(self.my_id, self.admin_prefix + "health", self.dial, runtime.stats)
+        self.peers.on_draining = self.peer_draining
         for address in config.peer:
             self.peers.add(address, static=True)
         self.forwarded_out = 0
@@ -140,6 +144,71 @@ class Balancer:
             return None
         return sid.partition(".")[0]
 
+    def _is_new_session(self, head: Any) -> bool:
+        """An Engine.IO handshake: a Socket.IO path without a ``sid``."""
+        path = head.path
+        on_sio = any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path)
+        return on_sio and not head.query("sid")
+
+    def _send_elsewhere(self, conn: Connection, head: Any, owner: str) -> bool:
+        """Draining: a request for another instance's session gets 307 to itself, and we close.
+
+        Forwarding it would tie the client's connection (and a long-poll of
+        up to pingInterval) to this stopping process; repeated on a new
+        connection it reaches a live instance, which forwards it to the
+        owner. Only when the body (an Engine.IO POST's, small) can be skipped
+        first, so that closing does not reset the answer; else False and the
+        request is forwarded as usual.
+        """
+        if head.header("transfer-encoding") is not None:
+            return False
+        try:
+            size = int(head.header("content-length") or 0)
+        except ValueError:
+            return False
+        if not 0 <= size <= self.rt.max_message:
+            return False
+        try:
+            conn.sock.settimeout(SKIP_BODY_TIMEOUT)
+            if len(conn.stream.read(head.length + size)) < head.length + size:
+                conn.outcome = "draining: client closed during its request"
+                return True
+        except OSError:
+            conn.outcome = "draining: client stalled or gone during its request"
+            return True
+        conn.sock.sendall(simple_response(307, b"", [("Location", head.target), ("Retry-After", "0")]))
+        conn.outcome = f"draining: request for {owner}'s session sent to a new connection -> 307"
+        return True
+
+    def peer_draining(self, peer: Peer) -> None:
+        """A peer began to stop: end what ties its forwarded connections to us.
+
+        It cannot end the splices itself. Responses on them now say
+        "Connection: close" (:meth:`forwarder_draining`); a long-poll waiting
+        here gets an Engine.IO noop at once instead of after pingInterval;
+        idle ones get the keep-alive drain grace, then close. A WebSocket
+        through it is closed: its client reconnects, directly this time.
+        """
+        sio = self.rt.sio
+        for conn in [conn for conn in self.local if conn.forwarded_by == peer.id]:
+            if conn.kind in ("ws", "wss"):
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                continue
+            session = sio.eio.sockets.get(conn.polling_sid) if sio is not None and conn.polling_sid else None
+            if session is not None and not session.closed:
+                session.queue.put(eio_packet.Packet(eio_packet.NOOP))
+        gevent.spawn_later(DRAIN_IDLE_GRACE, self.rt.close_idle, lambda conn: conn.forwarded_by == peer.id)
+
+    def forwarder_draining(self, conn: Connection) -> bool:
+        """Whether the peer that forwarded ``conn`` here is stopping (it cannot end the splice itself)."""
+        if conn.forwarded_by is None:
+            return False
+        peer = self.peers.by_id(conn.forwarded_by)
+        return peer is not None and peer.draining
+
     def before_request(self, handler: Any, head: Any) -> bool:
         """The wsgi hook: True to serve this request here, False when handled elsewhere."""
         conn: Connection = handler.conn
@@ -150,8 +219,16 @@ class Balancer:
             if not conn.quiet:
                 self.try_claim(conn)
             return True
+        if self.rt.draining and self._is_new_session(head):
+            # a session opened here now would be cut in a moment: let the client go elsewhere
+            conn.sock.sendall(simple_response(503, b"This instance is stopping; connect again.\n",
+                                              [("Retry-After", "1")]))
+            conn.outcome = "draining: new Socket.IO session refused -> 503"
+            return False
         owner = self.session_owner(head)
         if owner is not None and owner != self.my_id:
+            if self.rt.draining and self._send_elsewhere(conn, head, owner):
+                return False
             peer = self.peers.by_id(owner)
             if peer is not None and self.forward(conn, [peer], affinity=True):
                 return False

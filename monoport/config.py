@@ -55,10 +55,10 @@ def parse_hostport(text: str) -> HostPort:
     return host, int(port)
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, zero: bool = False) -> float:
     value = float(text.rstrip("s"))
-    if not value > 0:
-        raise ValueError(f"expected a positive number of seconds, got {text!r}")
+    if not (value >= 0 if zero else value > 0):
+        raise ValueError(f"expected a {'' if zero else 'positive '}number of seconds, got {text!r}")
     return value
 
 
@@ -276,6 +276,11 @@ class Config:
     reuse_port: bool = option(
         False, "--reuse-port", switch=True,
         help="bind the public port with SO_REUSEPORT so other processes can share it (set for workers)",
+    )
+    drain_delay: float = option(
+        0.0, "--drain-delay", parse=lambda text: parse_duration(text, zero=True), metavar="SECONDS",
+        help="on SIGTERM, keep accepting this long while health answers 503, so that a load balancer "
+             "stops sending before the listener closes",
     )
     graceful_timeout: float = option(
         10.0, "--graceful-timeout", parse=parse_duration, metavar="SECONDS",

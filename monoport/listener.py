@@ -31,8 +31,21 @@ RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EN
 #: at most one "accept failed" log line per this many seconds
 ACCEPT_LOG_INTERVAL = 1.0
 
+#: Linux >= 5.14: when a listener of a SO_REUSEPORT group closes, move its queued
+#: connections to another listener of the group instead of resetting them.
+MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+
 #: Listen backlog: large enough for connection bursts (HAProxy's default maxconn order).
 BACKLOG = 2048
+
+
+def migrate_on_close() -> bool | None:
+    """Whether the kernel migrates a closing reuse-port listener's queue (None: cannot tell)."""
+    try:
+        with open(MIGRATE_SYSCTL) as f:
+            return f.read().strip() != "0"
+    except OSError:
+        return None
 
 
 def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -98,6 +111,31 @@ class Listener(StreamServer):
         self._timer = self.loop.timer(self._accept_delay)
         self._timer.start(self._start_accepting_if_started)
         self._accept_delay = min(self.max_delay, self._accept_delay * 2)
+
+    def drain_and_close(self) -> int:
+        """Stop accepting, take every connection the kernel already queued, then close.
+
+        Closing a listening socket resets the connections waiting in its accept
+        queue. Taking them first leaves only the microseconds between the last
+        accept() and close() (and with ``--reuse-port`` plus the
+        ``net.ipv4.tcp_migrate_req`` sysctl, Linux moves even those to another
+        process on the port). Returns how many were taken.
+        """
+        if self.closed:
+            return 0
+        self.stop_accepting()
+        taken = 0
+        while True:
+            try:
+                args = StreamServer.do_read(self)
+            except OSError:
+                break
+            if not args:
+                break
+            taken += 1
+            self._spawn(self._handle, *args)
+        self.close()
+        return taken
 
     def _where(self) -> str:
         address = self.address

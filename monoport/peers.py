@@ -90,20 +90,22 @@ class Peer:
 
 
 def parse_health(response: bytes) -> dict[str, Any]:
-    """The JSON of a ``200`` health answer (pure).
+    """The JSON of a health answer: ``200``, or ``503`` from a draining instance (pure).
 
     Raises:
-        ValueError: not a 200 with a JSON object carrying ``id``.
+        ValueError: not a 200 or 503 with a JSON object carrying ``id``.
     """
     head, sep, body = response.partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
-    if not sep or len(status_line) < 2 or status_line[1] != b"200":
+    if not sep or len(status_line) < 2 or status_line[1] not in (b"200", b"503"):
         raise ValueError(f"health answered {head[:40]!r}")
     if b"transfer-encoding: chunked" in head.lower():
         raise ValueError("chunked health answer")
     data = json.loads(body)
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise ValueError("health answer without an id")
+    if status_line[1] == b"503" and data.get("draining") is not True:
+        raise ValueError("health answered 503 without draining")
     return data
 
 
@@ -116,6 +118,8 @@ class PeerTable:
         #: the runtime's Stats: told every peer's state for the stats page
         self.stats = stats
         self.health_path = health_path
+        #: called once when a peer starts draining (the balancer ends what ties it to us)
+        self.on_draining: Callable[[Peer], None] | None = None
         self.dial = dial
         self.peers: dict[HostPort, Peer] = {}
         self._poller: gevent.Greenlet | None = None
@@ -182,7 +186,9 @@ class PeerTable:
             peer.id = info["id"]
             peer.conns = int(info.get("conns") or 0)
             peer.max_conns = int(info.get("max_conns") or 0)
-            peer.draining = bool(info.get("draining"))
+            was_draining, peer.draining = peer.draining, bool(info.get("draining"))
+            if peer.draining and not was_draining and self.on_draining is not None:
+                self.on_draining(peer)
             peer.recent = 0
             peer.failures = 0
             peer.passes += 1

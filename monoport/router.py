@@ -66,11 +66,20 @@ class Router:
             environ["monoport.transport"] = "websocket"
         if self.flask_app is not None:
             environ["flask.app"] = self.flask_app
-        if environ.get("REQUEST_METHOD") == "POST" and transport == "polling":
+        method = environ.get("REQUEST_METHOD")
+        if method == "POST" and transport == "polling":
             rejected = self._check_payload(environ, start_response)
             if rejected is not None:
                 return rejected
-        return self.sio.handle_request(environ, start_response)
+        conn = environ.get("monoport.connection")
+        if method != "GET" or transport != "polling" or conn is None:
+            return self.sio.handle_request(environ, start_response)
+        # a long-poll in progress: which session it waits on (the balancer may end it early)
+        conn.polling_sid = (query.get("sid") or [None])[0]
+        try:
+            return self.sio.handle_request(environ, start_response)
+        finally:
+            conn.polling_sid = None
 
     def _check_payload(self, environ: dict, start_response: Callable) -> Iterable[bytes] | None:
         limit = self.sio.eio.max_http_buffer_size

@@ -29,12 +29,12 @@ from .connection import Connection, format_address
 from .dispatch import Dispatcher
 from .errors import ConfigError, PeerUnavailable
 from .limits import PerClientLimit, raise_fd_limit
-from .listener import Listener, bind_socket
+from .listener import Listener, bind_socket, migrate_on_close
 from .router import Router
 from .stats import Stats
 from .tls import Certificates, Pair
 from .websocket import LIBRARY as WEBSOCKET_LIBRARY
-from .wsgi import Handler, Networks, make_wsgi_server
+from .wsgi import DRAIN_IDLE_GRACE, Handler, Networks, make_wsgi_server
 
 log = logging.getLogger("monoport")
 
@@ -143,7 +143,12 @@ class Runtime:
         self.config = config
         self.environ = os.environ if environ is None else environ
         self.trusted = Networks(config.trusted_proxy)
+        #: SIGTERM seen: health says 503, responses close, new sessions go elsewhere
         self.draining = False
+        #: the listeners are closed and connections are being drained
+        self.closing = False
+        #: a quick stop was asked for (QUIT, or a second TERM/INT)
+        self.stop_now = Event()
         self.idle: set[Connection] = set()
         self.pool = Pool()
         self.listeners: list[Listener] = []
@@ -247,6 +252,10 @@ class Runtime:
                     listener.close()
                 raise ConfigError(flags[role], f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             self.listeners.append(Listener(sock, self, role))
+            if role == "public" and config.reuse_port and migrate_on_close() is False:
+                log.warning("--reuse-port on %s:%d: net.ipv4.tcp_migrate_req is 0, so a connection still in "
+                            "this process's accept queue when it stops is reset; set it to 1 for restarts "
+                            "that lose nothing", host, sock.getsockname()[1])
             if role == "peer":
                 self.peer_address = config.peer_advertise or advertised(sock.getsockname()[:2])
 
@@ -375,54 +384,85 @@ class Runtime:
     def shutdown(self, graceful: bool = True) -> None:
         if self.stopped.is_set():
             return
-        timeout = self.config.graceful_timeout if graceful else 0.5
-        first = not self.draining
-        self.draining = True
-        if first:
-            log.info("%s shutdown: draining (up to %.1fs)", "graceful" if graceful else "quick", timeout)
-            # The peer listener stays open while draining: peers read
-            # "draining" from our health answer and stop sending new work.
-            for listener in self.listeners:
-                if listener.role != "peer":
-                    listener.close()
+        if not graceful:
+            self.stop_now.set()  # ends a --drain-delay wait
+        if not self.draining:
+            # From here health answers 503, responses say "Connection: close",
+            # and peers read "draining" and stop sending new work.
+            self.draining = True
             if self.announcer is not None:
                 self.announcer.withdraw()
-        for conn in list(self.idle):
+            delay = self.config.drain_delay
+            if graceful and delay:
+                log.info("graceful shutdown: health answers 503; still accepting for %.1fs (--drain-delay)", delay)
+                if self.stop_now.wait(delay):
+                    return  # the quick stop that ended the wait does the rest
+        graceful = graceful and not self.stop_now.is_set()
+        timeout = self.config.graceful_timeout if graceful else 0.5
+        first = not self.closing
+        self.closing = True
+        if first:
+            log.info("%s shutdown: draining (up to %.1fs)", "graceful" if graceful else "quick", timeout)
+            # The peer listener stays open while draining (peers' health polls).
+            for listener in self.listeners:
+                if listener.role != "peer":
+                    listener.drain_and_close()
+        if first and graceful:
+            # An idle keep-alive client may be sending its next request right
+            # now: closing at once would lose it. Its answer says
+            # "Connection: close"; a connection still idle after the grace ends.
+            gevent.spawn_later(min(DRAIN_IDLE_GRACE, timeout), self.close_idle)
+        else:
+            self.close_idle()
+        if self.sio is not None and first:
+            self._disconnect_sio()
+        if graceful:
+            self.pool.join(timeout=timeout)
+        if self.stopped.is_set():
+            return  # a quick stop finished meanwhile
+        self.balancer.peers.stop()
+        for listener in self.listeners:
+            listener.close()
+        left = list(self.stats.open)
+        if left:
+            names = sorted(f"{conn.describe()} ({conn.outcome})" for conn in left)
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            log.info("closing %d connection(s) still open: %s%s", len(names), ", ".join(names[:10]), more)
+            for conn in left:
+                if conn.outcome == "closed":
+                    conn.outcome = "draining (cut at the end of the graceful timeout)"
+        if len(self.pool):
+            self.pool.kill(block=True, timeout=1)
+        log.info("stopped")
+        self.stopped.set()
+
+    def close_idle(self, which: Callable[[Connection], bool] = lambda conn: True) -> None:
+        """Wake the connections waiting for their next keep-alive request: they close."""
+        for conn in [conn for conn in self.idle if which(conn)]:
             try:
                 # the socket the handler waits on: for TLS that is the SSL socket,
                 # whose waiters a shutdown of the raw socket would not wake
                 conn.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
-        if self.sio is not None and first:
-            self._disconnect_sio()
-        if graceful:
-            self.pool.join(timeout=timeout)
-        self.balancer.peers.stop()
-        for listener in self.listeners:
-            listener.close()
-        left = len(self.pool)
-        if left:
-            log.info("closing %d connection(s) still open", left)
-            for conn in list(self.stats.open):
-                if conn.outcome == "closed":
-                    conn.outcome = "draining (cut at the end of the graceful timeout)"
-            self.pool.kill(block=True, timeout=1)
-        log.info("stopped")
-        self.stopped.set()
 
     def _disconnect_sio(self) -> None:
-        """Queue a close packet for every Engine.IO session, without waiting.
+        """End every Engine.IO session as a lost transport, so its client reconnects.
 
-        ``eio.disconnect()`` waits until each polling client has fetched its
-        close packet: one that never polls again would hold the exit for the
-        whole graceful timeout. WebSocket sessions still get theirs sent (their
-        writer runs on) and their connections are drained like any other.
+        The app's disconnect handlers run. No Engine.IO close packet is sent:
+        python-socketio's client takes one as "the server disconnected me"
+        and never reconnects, which would strand it after a rolling restart.
+        WebSockets get a close frame and pending long-polls an empty answer,
+        and the client's next request finds its session gone (400): both
+        clients, JavaScript and Python, then reconnect, to another instance.
+        ``eio.disconnect()`` is not used: it waits until each polling client
+        fetched its close packet, and one that never polls again would hold
+        the exit for the whole graceful timeout.
         """
         eio = self.sio.eio
         for session in list(eio.sockets.values()):
             try:
-                session.close(wait=False)
+                session.close(wait=False, abort=True)
             except Exception:  # pragma: no cover - a bug in an app's disconnect handler
                 log.exception("disconnecting a Socket.IO client failed")
         eio.sockets.clear()

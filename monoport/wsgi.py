@@ -31,7 +31,12 @@ from .websocket import HandlerBase, limit_messages
 
 log = logging.getLogger("monoport")
 
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
+#: On a graceful stop (ours, or of the peer that forwarded a connection here),
+#: how long an idle keep-alive connection may still send its next request,
+#: answered with "Connection: close", before it is closed.
+DRAIN_IDLE_GRACE = 1.0
+
+_REASONS = {307: "Temporary Redirect", 400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
             429: "Too Many Requests", 301: "Moved Permanently"}
 
 #: headers a client could use to lie about who it is; removed unless trusted
@@ -241,7 +246,10 @@ class Handler(HandlerBase):
 
     # -- response ----------------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
-        if self.runtime.draining:
+        rt = self.runtime
+        if rt.draining or rt.balancer.forwarder_draining(self.conn):
+            # the client opens its next connection elsewhere; a forwarder that
+            # is stopping ends its splice when we close
             self.close_connection = True
         write = super().start_response(status, headers, exc_info)
         if (

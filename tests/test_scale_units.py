@@ -20,6 +20,15 @@ def test_parse_health_takes_a_200_json_object_with_an_id():
             parse_health(bad)
 
 
+def test_parse_health_takes_a_draining_instances_503_and_no_other_503():
+    draining = b'HTTP/1.1 503 Service Unavailable\r\n\r\n{"id": "b", "conns": 3, "draining": true}'
+    assert parse_health(draining)["draining"] is True
+    for bad in (b'HTTP/1.1 503 Service Unavailable\r\n\r\n{"id": "b", "draining": false}',
+                b"HTTP/1.1 503 Service Unavailable\r\n\r\nBusy"):
+        with pytest.raises(ValueError):
+            parse_health(bad)
+
+
 def _table() -> PeerTable:
     return PeerTable("me", "/monoport/health", dial=lambda *a: None)
 

@@ -1,0 +1,138 @@
+"""SIGTERM drains without cutting anyone who could be answered.
+
+Each test holds a keep-alive connection opened before the signal (the public
+listener closes at once, so that is how a client still reaches a draining
+instance) and checks what the next request on it gets.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import ssl
+import time
+
+from tests.cluster import https_get, redis_server, redis_url, start_cluster  # noqa: F401 (fixtures)
+
+
+def _held(port: int, ctx: ssl.SSLContext) -> http.client.HTTPSConnection:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.status == 200 and not response.will_close
+    response.read()
+    return conn
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict, bytes]:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def _wait_exit(server, timeout: float) -> float:
+    began = time.monotonic()
+    server.proc.wait(timeout)
+    return time.monotonic() - began
+
+
+def test_idle_keepalive_clients_get_their_next_request_answered_with_connection_close(monoport, tls_args,
+                                                                                     client_ctx):
+    server = monoport(tls_args + ["--app", "tests.apps.echo_app:app", "--graceful-timeout", "20"])
+    page, health, sio = (_held(server.port, client_ctx) for _ in range(3))
+    server.send(signal.SIGTERM)
+    server.wait_log("graceful shutdown")
+    # a request sent just after the signal is served, not reset
+    status, headers, body = _get(page, "/")
+    assert (status, body, headers["Connection"]) == (200, b"hello from flask", "close")
+    # load balancers (and Kubernetes readiness probes) read 503 and take the instance out
+    status, headers, body = _get(health, "/monoport/health")
+    assert status == 503 and json.loads(body)["draining"] is True and headers["Connection"] == "close"
+    # a Socket.IO session opened now would be cut in a moment: the client is sent elsewhere
+    status, headers, _ = _get(sio, "/socket.io/?EIO=4&transport=polling")
+    assert status == 503 and headers["Retry-After"] == "1"
+    # nothing is left to wait for: the drain ends long before the graceful timeout
+    assert _wait_exit(server, 10) < 5 and server.proc.returncode == 0
+    assert "still open" not in server.log()
+
+
+def test_a_connection_idle_through_the_grace_is_closed_and_the_drain_ends(monoport, tls_args, client_ctx):
+    server = monoport(tls_args + ["--graceful-timeout", "20"])
+    idle = _held(server.port, client_ctx)
+    began = time.monotonic()
+    server.send(signal.SIGTERM)
+    server.proc.wait(10)
+    assert 0.8 < time.monotonic() - began < 5  # the one-second grace, not the 20 s timeout
+    assert idle.sock.recv(1) == b""  # closed by the server, cleanly
+    assert "still open" not in server.log()
+
+
+def _polling_session(port: int, ctx: ssl.SSLContext) -> str:
+    status, _, body = https_get(port, "/socket.io/?EIO=4&transport=polling", ctx)
+    assert status == 200, body
+    return json.loads(body[1:])["sid"]
+
+
+def test_a_draining_instance_sends_another_instances_session_to_a_new_connection(monoport, redis_url,
+                                                                                   tls_args, client_ctx):
+    a, b = start_cluster(monoport, redis_url, ["a", "b"], tls_args + ["--graceful-timeout", "20"])
+    sid = _polling_session(b.port, client_ctx)
+    assert sid.startswith("b.")
+    held = _held(a.port, client_ctx)
+    a.send(signal.SIGTERM)
+    a.wait_log("graceful shutdown")
+    target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    status, headers, _ = _get(held, target)
+    # repeated on a new connection, it reaches b (forwarding would tie it to a stopping process)
+    assert (status, headers["Location"], headers["Connection"]) == (307, target, "close")
+    assert _wait_exit(a, 10) < 5 and a.proc.returncode == 0
+
+
+def test_a_long_poll_forwarded_by_a_draining_peer_is_answered_at_once_so_the_peer_can_stop(
+        monoport, redis_url, tls_args, client_ctx):
+    a, b = start_cluster(monoport, redis_url, ["a", "b"], tls_args + ["--graceful-timeout", "20"])
+    sid = _polling_session(b.port, client_ctx)
+    through_a = _held(a.port, client_ctx)
+    # a forwards this long-poll (and the rest of the connection) to b, where it waits for
+    # a packet: nothing comes before the ping, pingInterval (25 s) away
+    through_a.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
+    time.sleep(0.5)
+    began = time.monotonic()
+    a.send(signal.SIGTERM)
+    response = through_a.getresponse()
+    body = response.read()
+    # b saw a draining in its health poll (once a second) and ended the poll with a noop
+    assert time.monotonic() - began < 5
+    assert (response.status, body, response.getheader("Connection")) == (200, b"6", "close")
+    assert _wait_exit(a, 10) < 5 and a.proc.returncode == 0
+    assert "still open" not in a.log()
+    # the session itself lives on at b: it takes a packet (Socket.IO's connect)
+    at_b = http.client.HTTPSConnection("127.0.0.1", b.port, context=client_ctx, timeout=10)
+    at_b.request("POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"40")
+    answer = at_b.getresponse()
+    assert (answer.status, answer.read()) == (200, b"OK")
+
+
+def test_drain_delay_keeps_accepting_with_health_503_then_closes(monoport, tls_args, client_ctx):
+    server = monoport(tls_args + ["--drain-delay", "2", "--graceful-timeout", "20"])
+    began = time.monotonic()
+    server.send(signal.SIGTERM)
+    server.wait_log("still accepting")
+    # a load balancer that has not noticed yet still reaches it, and reads why it should stop
+    status, headers, _ = https_get(server.port, "/", client_ctx)
+    assert status == 200 and headers["Connection"] == "close"
+    assert https_get(server.port, "/monoport/health", client_ctx)[0] == 503
+    server.proc.wait(10)
+    assert 2 <= time.monotonic() - began < 6 and server.proc.returncode == 0
+
+
+def test_a_second_sigterm_ends_the_drain_delay_at_once(monoport, tls_args):
+    server = monoport(tls_args + ["--drain-delay", "30"])
+    server.send(signal.SIGTERM)
+    server.wait_log("still accepting")
+    began = time.monotonic()
+    server.send(signal.SIGTERM)
+    server.proc.wait(10)
+    assert time.monotonic() - began < 5 and server.proc.returncode == 0
+    assert server.log().count("stopped") == 1
