@@ -70,8 +70,6 @@ FIRST_BYTE_TIMEOUT: Final = 120.0
 #: Client bytes kept for replay to another peer while the first answer is
 #: awaited; past this the forward is committed to the current peer.
 REPLAY_LIMIT: Final = 256 * 1024
-#: How long a draining instance waits for the body of a request it sends elsewhere.
-SKIP_BODY_TIMEOUT: Final = 2.0
 #: Poll interval of the queue while waiting for a free slot, in seconds.
 QUEUE_POLL: Final = 0.05
 #: Header that marks a 503 as "instance full" rather than the app's own 503.
@@ -150,36 +148,6 @@ class Balancer:
         on_sio = any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path)
         return on_sio and not head.query("sid")
 
-    def _send_elsewhere(self, conn: Connection, head: Any, owner: str) -> bool:
-        """Draining: a request for another instance's session gets 307 to itself, and we close.
-
-        Forwarding it would tie the client's connection (and a long-poll of
-        up to pingInterval) to this stopping process; repeated on a new
-        connection it reaches a live instance, which forwards it to the
-        owner. Only when the body (an Engine.IO POST's, small) can be skipped
-        first, so that closing does not reset the answer; else False and the
-        request is forwarded as usual.
-        """
-        if head.header("transfer-encoding") is not None:
-            return False
-        try:
-            size = int(head.header("content-length") or 0)
-        except ValueError:
-            return False
-        if not 0 <= size <= self.rt.max_message:
-            return False
-        try:
-            conn.sock.settimeout(SKIP_BODY_TIMEOUT)
-            if len(conn.stream.read(head.length + size)) < head.length + size:
-                conn.outcome = "draining: client closed during its request"
-                return True
-        except OSError:
-            conn.outcome = "draining: client stalled or gone during its request"
-            return True
-        conn.sock.sendall(simple_response(307, b"", [("Location", head.target), ("Retry-After", "0")]))
-        conn.outcome = f"draining: request for {owner}'s session sent to a new connection -> 307"
-        return True
-
     def peer_draining(self, peer: Peer) -> None:
         """A peer began to stop: end what ties its forwarded connections to us.
 
@@ -189,23 +157,30 @@ class Balancer:
         idle ones get the keep-alive drain grace, then close. A WebSocket
         through it is closed: its client reconnects, directly this time.
         """
-        sio = self.rt.sio
-        for conn in [conn for conn in self.local if conn.forwarded_by == peer.id]:
+        through = [conn for conn in self.local if conn.forwarded_by == peer.id]
+        log.info("peer %s draining: ending the %d connection(s) it forwarded here", peer.name, len(through))
+        for conn in through:
             if conn.kind in ("ws", "wss"):
                 try:
                     conn.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-                continue
-            session = sio.eio.sockets.get(conn.polling_sid) if sio is not None and conn.polling_sid else None
-            if session is not None and not session.closed:
-                session.queue.put(eio_packet.Packet(eio_packet.NOOP))
+            elif conn.polling_sid:
+                self._end_poll(conn.polling_sid)
         gevent.spawn_later(DRAIN_IDLE_GRACE, self.rt.close_idle, lambda conn: conn.forwarded_by == peer.id)
+
+    def _end_poll(self, sid: str) -> None:
+        """Make a long-poll of session ``sid`` answer now (a noop, as python-engineio does for upgrades)."""
+        session = self.rt.sio.eio.sockets.get(sid) if self.rt.sio is not None else None
+        if session is not None and not session.closed and not session.upgraded:
+            session.queue.put(eio_packet.Packet(eio_packet.NOOP))
 
     def forwarder_draining(self, conn: Connection) -> bool:
         """Whether the peer that forwarded ``conn`` here is stopping (it cannot end the splice itself)."""
         if conn.forwarded_by is None:
             return False
+        if conn.forwarded_by in self.peers.gone:
+            return True
         peer = self.peers.by_id(conn.forwarded_by)
         return peer is not None and peer.draining
 
@@ -226,9 +201,11 @@ class Balancer:
             conn.outcome = "draining: new Socket.IO session refused -> 503"
             return False
         owner = self.session_owner(head)
+        if (owner == self.my_id and head.method == "GET" and head.query("transport") == "polling"
+                and self.forwarder_draining(conn)):
+            # a long-poll through a stopping peer would hold its splice for up to pingInterval
+            self._end_poll(head.query("sid"))
         if owner is not None and owner != self.my_id:
-            if self.rt.draining and self._send_elsewhere(conn, head, owner):
-                return False
             peer = self.peers.by_id(owner)
             if peer is not None and self.forward(conn, [peer], affinity=True):
                 return False
@@ -379,7 +356,7 @@ class Balancer:
         # the real one); its byte counts are added to the connection's.
         client = getattr(conn.sock, "wrapped", conn.sock)
         client.settimeout(None)
-        result = splice(client, backend)
+        result = splice(client, backend, backend_eof_ends=True)
         conn.bytes_in += result.bytes_up
         conn.bytes_out += result.bytes_down
         conn.outcome = (f"forwarded to {peer.name}: up {pump.sent + result.bytes_up} B, "

@@ -77,6 +77,7 @@ class Announcer:
         self.advertise = advertise
         self.max_conns = max_conns
         self.healthy = True
+        self.withdrawn = False
 
     def key(self, instance_id: str) -> str:
         return KEY_PREFIX + instance_id
@@ -86,7 +87,7 @@ class Announcer:
         import redis
 
         try:
-            if self.advertise is not None:
+            if self.advertise is not None and not self.withdrawn:
                 value = json.dumps({"id": self.my_id, "peer": format_address(self.advertise),
                                     "max_conns": self.max_conns})
                 self.client.set(self.key(self.my_id), value, ex=ANNOUNCE_TTL)
@@ -111,8 +112,10 @@ class Announcer:
         return found
 
     def withdraw(self) -> None:
+        """Stop announcing (draining): peers forget us, while we still discover them."""
         import redis
 
+        self.withdrawn = True
         try:
             self.client.delete(self.key(self.my_id))
         except (redis.RedisError, OSError):

@@ -26,6 +26,7 @@ import json
 import logging
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Iterable
 
@@ -47,6 +48,8 @@ RISE: Final = 2
 FALL: Final = 2
 #: A health answer is a few hundred bytes; read at most this much.
 HEALTH_MAX_BYTES: Final = 65536
+#: How many ids of peers that stopped announcing are remembered (their forwarded connections close).
+GONE_REMEMBERED: Final = 64
 
 
 @dataclass
@@ -120,6 +123,8 @@ class PeerTable:
         self.health_path = health_path
         #: called once when a peer starts draining (the balancer ends what ties it to us)
         self.on_draining: Callable[[Peer], None] | None = None
+        #: ids of discovered peers that stopped announcing themselves, newest last
+        self.gone: deque[str] = deque(maxlen=GONE_REMEMBERED)
         self.dial = dial
         self.peers: dict[HostPort, Peer] = {}
         self._poller: gevent.Greenlet | None = None
@@ -131,6 +136,8 @@ class PeerTable:
             peer = self.peers[address] = Peer(address, static=static, id=peer_id)
             peer.ips = _resolve(address[0])
             log.info("peer %s added (%s)", peer.name, "--peer" if static else "discovered")
+            if peer_id in self.gone:
+                self.gone.remove(peer_id)  # the same id started again
         elif peer_id and peer.id != peer_id:
             peer.id = peer_id
         return peer
@@ -144,6 +151,12 @@ class PeerTable:
                 if self.stats is not None:
                     self.stats.remove_peer(peer.id or peer.name)
                 log.info("peer %s removed (no longer announced)", peer.name)
+                if peer.id:
+                    # it withdrew to stop, or died: what it forwarded here must not wait for it
+                    self.gone.append(peer.id)
+                    if not peer.draining and self.on_draining is not None:
+                        peer.draining = True
+                        self.on_draining(peer)
 
     def by_id(self, peer_id: str) -> Peer | None:
         for peer in self.peers.values():

@@ -425,7 +425,7 @@ class Runtime:
             listener.close()
         left = list(self.stats.open)
         if left:
-            names = sorted(f"{conn.describe()} ({conn.outcome})" for conn in left)
+            names = sorted(f"{conn.describe()} ({self._state_of(conn)})" for conn in left)
             more = f" and {len(names) - 10} more" if len(names) > 10 else ""
             log.info("closing %d connection(s) still open: %s%s", len(names), ", ".join(names[:10]), more)
             for conn in left:
@@ -435,6 +435,15 @@ class Runtime:
             self.pool.kill(block=True, timeout=1)
         log.info("stopped")
         self.stopped.set()
+
+    @staticmethod
+    def _state_of(conn: Connection) -> str:
+        """What an open connection is doing, for the line that names those a stop cuts."""
+        if conn.served_by is not None:
+            return f"forwarded to {conn.served_by}"
+        if conn.polling_sid:
+            return "long-poll"
+        return f"{conn.requests} request(s) served; {conn.outcome}"
 
     def close_idle(self, which: Callable[[Connection], bool] = lambda conn: True) -> None:
         """Wake the connections waiting for their next keep-alive request: they close."""

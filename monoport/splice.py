@@ -14,7 +14,8 @@ until the conversation is over:
 2. Two greenlets pump one direction each. A direction ends at EOF from its
    source; the EOF is passed on as ``shutdown(SHUT_WR)`` on the other socket
    (a half-close: the other direction keeps flowing, as TCP allows).
-   ``splice`` returns when both directions have ended.
+   ``splice`` returns when both directions have ended (or, with
+   ``backend_eof_ends``, when the backend's has: HTTP forwarding).
 3. A reset, broken pipe or TLS error in either direction, or no byte in
    either direction for ``idle_timeout`` seconds, ends both at once (the
    other greenlet is killed): there is nobody left to talk to.
@@ -145,7 +146,7 @@ class _Session:
 
 
 def splice(client: Any, backend: Any, *, client_prefix: bytes = b"",
-           idle_timeout: float | None = None) -> SpliceResult:
+           idle_timeout: float | None = None, backend_eof_ends: bool = False) -> SpliceResult:
     """Copy bytes both ways until both directions are done.
 
     Args:
@@ -154,6 +155,9 @@ def splice(client: Any, backend: Any, *, client_prefix: bytes = b"",
         client_prefix: bytes already read from the client, sent first.
         idle_timeout: end everything after this many seconds without a byte
             in either direction (None: never).
+        backend_eof_ends: the backend's EOF ends the conversation once passed
+            on, without waiting for the client's (HTTP has no half-close: an
+            idle keep-alive client would otherwise hold the splice open).
     Returns:
         a :class:`SpliceResult`; peers' resets and broken pipes end up in
         ``closed_by``, they are never raised.
@@ -174,7 +178,10 @@ def splice(client: Any, backend: Any, *, client_prefix: bytes = b"",
         gevent.spawn(_pump, backend, client, BACKEND, session, zero_copy),
     ]
     try:
-        gevent.joinall(session.pumps)
+        if backend_eof_ends:
+            session.pumps[1].join()
+        else:
+            gevent.joinall(session.pumps)
     finally:
         for pump in session.pumps:
             pump.kill()

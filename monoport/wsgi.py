@@ -36,7 +36,7 @@ log = logging.getLogger("monoport")
 #: answered with "Connection: close", before it is closed.
 DRAIN_IDLE_GRACE = 1.0
 
-_REASONS = {307: "Temporary Redirect", 400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
             429: "Too Many Requests", 301: "Moved Permanently"}
 
 #: headers a client could use to lie about who it is; removed unless trusted

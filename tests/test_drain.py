@@ -74,19 +74,26 @@ def _polling_session(port: int, ctx: ssl.SSLContext) -> str:
     return json.loads(body[1:])["sid"]
 
 
-def test_a_draining_instance_sends_another_instances_session_to_a_new_connection(monoport, redis_url,
-                                                                                   tls_args, client_ctx):
+def test_a_long_poll_sent_through_a_draining_instance_is_answered_at_once(monoport, redis_url, tls_args,
+                                                                          client_ctx):
     a, b = start_cluster(monoport, redis_url, ["a", "b"], tls_args + ["--graceful-timeout", "20"])
     sid = _polling_session(b.port, client_ctx)
-    assert sid.startswith("b.")
-    held = _held(a.port, client_ctx)
-    a.send(signal.SIGTERM)
-    a.wait_log("graceful shutdown")
+    through_a = http.client.HTTPSConnection("127.0.0.1", a.port, context=client_ctx, timeout=30)
     target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
-    status, headers, _ = _get(held, target)
-    # repeated on a new connection, it reaches b (forwarding would tie it to a stopping process)
-    assert (status, headers["Location"], headers["Connection"]) == (307, target, "close")
+    # b's session: a forwards the connection to b (a pong, which queues no answer)
+    through_a.request("POST", target, body=b"3")
+    answer = through_a.getresponse()
+    assert (answer.status, answer.read()) == (200, b"OK")
+    a.send(signal.SIGTERM)
+    b.wait_log("draining: ending the 1 connection(s) it forwarded here")
+    began = time.monotonic()
+    status, headers, body = _get(through_a, target)
+    # b answers the long-poll at once (not after pingInterval) and closes, so a's splice
+    # ends and the client's next poll goes to a live instance
+    assert time.monotonic() - began < 1.0
+    assert (status, body, headers["Connection"]) == (200, b"6", "close")
     assert _wait_exit(a, 10) < 5 and a.proc.returncode == 0
+    assert "still open" not in a.log()
 
 
 def test_a_long_poll_forwarded_by_a_draining_peer_is_answered_at_once_so_the_peer_can_stop(

@@ -3,8 +3,9 @@
 Two instances bind the same TLS port with ``--reuse-port`` (the kernel
 spreads connections between them), find each other through a real Redis,
 and serve a load generator: HTTP clients that open a new connection every
-few requests, and Socket.IO clients (WebSocket and long-polling) that join a
-room on every connect. Then instance a1 gets SIGTERM and is started again
+few requests, and Socket.IO clients (python-socketio's and the npm
+socket.io-client in Node.js; WebSocket and long-polling) that join a room on
+every connect. Then instance a1 gets SIGTERM and is started again
 as a2, then b1 the same way as b2. The HTTP clients are strict: no liveness
 check and no retry, so every closed connection that a request was sent on
 counts as a failure.
@@ -48,6 +49,8 @@ HTTP_CLIENTS = 4
 REQUESTS_PER_CONNECTION = 10
 ROOMS = ["red", "green", "blue"]
 SIO_CLIENTS = 6
+#: members on the npm socket.io-client (the browser's client, in Node.js)
+NODE_CLIENTS = 2
 GRACEFUL = 5.0
 
 
@@ -148,15 +151,27 @@ class HttpLoad:
             return sum(1 for at, _ in self.served if start <= at <= end)
 
 
-class RoomMember:
-    """A python-socketio client that joins its room on every connect, as a chat page does."""
+class Member:
+    """A Socket.IO client that joins its room on every connect, as a chat page does."""
 
-    def __init__(self, url: str, ca: str, room: str, transport: str) -> None:
+    def __init__(self, room: str) -> None:
         self.room = room
         self.connects = 0
         self.joined = threading.Event()
+        #: the Engine.IO session id of the last connect whose join was acknowledged
         self.sid: str | None = None
         self.messages: list[str] = []
+
+    @property
+    def instance(self) -> str:
+        return (self.sid or "").partition(".")[0]
+
+
+class RoomMember(Member):
+    """On python-socketio's client."""
+
+    def __init__(self, url: str, ca: str, room: str, transport: str) -> None:
+        super().__init__(room)
         self.client = socketio.Client(
             http_session=https_session(ca), reconnection=True, reconnection_delay=0.3,
             reconnection_delay_max=1.5, websocket_extra_options={"sslopt": {"context": serialized_tls_context(ca)}})
@@ -176,9 +191,44 @@ class RoomMember:
 
         self.client.emit("join", self.room, callback=acked)
 
-    @property
-    def instance(self) -> str:
-        return (self.sid or "").partition(".")[0]
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+class NodeMember(Member):
+    """On the npm socket.io-client (tests/js/room_member.js), in Node.js."""
+
+    def __init__(self, url: str, ca: str, room: str, transport: str) -> None:
+        super().__init__(room)
+        self.events: list[dict] = []
+        node = shutil.which("node")
+        assert node, "node is missing: run scripts/system-deps.sh"
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=ca, NODE_PATH=str(ROOT / "webapp" / "node_modules"))
+        self.proc = subprocess.Popen([node, str(ROOT / "tests" / "js" / "room_member.js"), url, room, transport],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            self.events.append(event)
+            if event["event"] == "joined" and event["answer"] == "joined":
+                self.connects += 1
+                self.sid = event["sid"]
+                self.joined.set()
+            elif event["event"] == "disconnect":
+                self.joined.clear()
+            elif event["event"] == "message":
+                self.messages.append(event["data"])
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -197,7 +247,7 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
     common = APP + ["--redis", redis.url, "--reuse-port", "--graceful-timeout", f"{GRACEFUL:g}",
                     "--cert", tls_files["localhost"], "--key", tls_files["localhost_key"]]
     ctx = ssl.create_default_context(cafile=tls_files["ca"])
-    members: list[RoomMember] = []
+    members: list[Member] = []
     try:
         servers = {name: monoport(common + ["--instance-id", name], port=port) for name in ("a1", "b1")}
         peers_up(servers["a1"], 1)
@@ -206,6 +256,8 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
         url = f"https://127.0.0.1:{port}"
         members = [RoomMember(url, tls_files["ca"], ROOMS[i % len(ROOMS)], ("websocket", "polling")[i % 2])
                    for i in range(SIO_CLIENTS)]
+        members += [NodeMember(url, tls_files["ca"], ROOMS[i % len(ROOMS)], ("websocket", "polling")[i % 2])
+                    for i in range(NODE_CLIENTS)]
         _wait(lambda: all(m.joined.is_set() for m in members), 20, "every Socket.IO client joined its room")
         time.sleep(1.0)
         windows = {}
@@ -231,12 +283,13 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
         for room in ROOMS:
             inside = [m for m in members if m.room == room]
             token = f"hello {room} {time.monotonic()}"
-            assert inside[0].client.call("to_room", (room, token), timeout=10) == "sent"
+            sender = next(m for m in inside if isinstance(m, RoomMember))
+            assert sender.client.call("to_room", (room, token), timeout=10) == "sent"
             _wait(lambda: all(token in m.messages for m in inside), 10, f"every member of {room} got {token}")
             assert not any(token in m.messages for m in members if m.room != room)
     finally:
         for member in members:
-            member.client.disconnect()
+            member.close()
         redis.stop()
 
     served = len(load.served)
@@ -247,6 +300,8 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
         "restarts": {old: {"stop_s": round(w[2], 2), "window_s": round(w[1] - w[0], 2),
                            "served_in_window": load.served_between(w[0], w[1])} for old, w in windows.items()},
         "sio_connects": [m.connects for m in members],
+        "node_disconnect_reasons": sorted({e.get("reason", "") for m in members if isinstance(m, NodeMember)
+                                           for e in m.events if e["event"] == "disconnect"}),
     }
     print("rolling restart:", json.dumps(report))
     assert not load.failures, "\n".join(load.failures[:20])

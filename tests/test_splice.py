@@ -91,6 +91,18 @@ def test_backend_half_close_keeps_client_direction_open(copy_path):
     assert (result.bytes_up, result.bytes_down) == (10, 7)
 
 
+def test_backend_eof_ends_an_http_forward_while_the_client_keeps_its_end_open(copy_path):
+    client_app, client_side, backend_side, backend_app = wiring()
+    with gevent.Timeout(LIMIT):
+        job = gevent.spawn(splice, client_side, backend_side, backend_eof_ends=True)
+        backend_app.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        backend_app.close()
+        # the client never closes (an idle keep-alive pool): the splice is over anyway
+        result = job.get()
+        assert read_all(client_app).startswith(b"HTTP/1.1 200 OK")
+    assert result.closed_by == "backend"
+
+
 def test_large_transfer_both_directions_at_once(copy_path):
     size = 24 * 1024 * 1024
     client_app, client_side, backend_side, backend_app = wiring()
