@@ -11,8 +11,10 @@ import http.client
 import json
 import signal
 import ssl
+import threading
 import time
 
+from tests.clients import RawSio, sio_client
 from tests.cluster import https_get, redis_server, redis_url, start_cluster  # noqa: F401 (fixtures)
 
 
@@ -55,6 +57,30 @@ def test_idle_keepalive_clients_get_their_next_request_answered_with_connection_
     # nothing is left to wait for: the drain ends long before the graceful timeout
     assert _wait_exit(server, 10) < 5 and server.proc.returncode == 0
     assert "still open" not in server.log()
+
+
+def test_socketio_sessions_end_as_a_lost_transport_so_clients_reconnect(monoport, tls_args, tls_files,
+                                                                         client_ctx):
+    server = monoport(tls_args + ["--app", "tests.apps.echo_app:app", "--graceful-timeout", "20"])
+    raw = RawSio(server.port, tls=client_ctx)
+    python_client = sio_client(server.url, tls_files["ca"], ["websocket"])
+    reasons: list[str] = []
+    gone = threading.Event()
+    python_client.on("disconnect", lambda reason: (reasons.append(reason), gone.set()))
+    server.send(signal.SIGTERM)
+    # no Engine.IO close packet ("1"): python-socketio's client would take it as "do not reconnect"
+    lines = []
+    try:
+        while True:
+            lines.append(raw.line())
+    except EOFError:
+        pass
+    assert "1" not in lines
+    assert gone.wait(10)
+    # a lost transport, after which the client reconnects (not "the server disconnected me")
+    assert reasons == [python_client.reason.TRANSPORT_ERROR]
+    python_client.disconnect()
+    assert _wait_exit(server, 10) < 5 and server.proc.returncode == 0
 
 
 def test_a_connection_idle_through_the_grace_is_closed_and_the_drain_ends(monoport, tls_args, client_ctx):
