@@ -167,7 +167,8 @@ class Balancer:
                     pass
             elif conn.polling_sid:
                 self._end_poll(conn.polling_sid)
-        gevent.spawn_later(DRAIN_IDLE_GRACE, self.rt.close_idle, lambda conn: conn.forwarded_by == peer.id)
+        gevent.spawn_later(DRAIN_IDLE_GRACE, self.rt.close_idle, lambda conn: conn.forwarded_by == peer.id,
+                           f"server closed: {peer.name}, which forwarded it, is stopping")
 
     def _end_poll(self, sid: str) -> None:
         """Make a long-poll of session ``sid`` answer now (a noop, as python-engineio does for upgrades)."""

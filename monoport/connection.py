@@ -162,6 +162,8 @@ class Connection:
         #: routine traffic (peers' health polls, every second): its line is DEBUG
         self.quiet = False
         self.requests = 0
+        #: why a drain woke this connection from its keep-alive wait (its outcome), or None
+        self.drain_note: str | None = None
         #: the Engine.IO session a long-poll GET on this connection waits for, while it waits
         self.polling_sid: str | None = None
         #: the client key --max-conns-per-ip counts this connection under, once counted

@@ -445,9 +445,10 @@ class Runtime:
             return "long-poll"
         return f"{conn.requests} request(s) served; {conn.outcome}"
 
-    def close_idle(self, which: Callable[[Connection], bool] = lambda conn: True) -> None:
-        """Wake the connections waiting for their next keep-alive request: they close."""
+    def close_idle(self, which: Callable[[Connection], bool] = lambda conn: True, note: str = "draining") -> None:
+        """Wake the connections waiting for their next keep-alive request: they close, ``note`` their outcome."""
         for conn in [conn for conn in self.idle if which(conn)]:
+            conn.drain_note = note
             try:
                 # the socket the handler waits on: for TLS that is the SSL socket,
                 # whose waiters a shutdown of the raw socket would not wake

@@ -212,7 +212,7 @@ class Handler(HandlerBase):
         try:
             conn.sock.settimeout(rt.config.keepalive_timeout)
             if not stream.fill():
-                conn.outcome = "client closed (keep-alive)" if not rt.draining else "draining"
+                conn.outcome = conn.drain_note or ("draining" if rt.draining else "client closed (keep-alive)")
                 return False
             return True
         except (socket.timeout, TimeoutError):
@@ -221,8 +221,8 @@ class Handler(HandlerBase):
         except (OSError, ValueError):
             # shutdown() woke this wait up on purpose; over TLS gevent may say so
             # as ValueError("Read on closed or unwrapped SSL socket.")
-            if rt.draining:
-                conn.outcome = "draining"
+            if rt.draining or conn.drain_note:
+                conn.outcome = conn.drain_note or "draining"
                 return False
             raise
         finally:

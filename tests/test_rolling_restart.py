@@ -248,8 +248,9 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
                     "--cert", tls_files["localhost"], "--key", tls_files["localhost_key"]]
     ctx = ssl.create_default_context(cafile=tls_files["ca"])
     members: list[Member] = []
+    servers: dict = {}
     try:
-        servers = {name: monoport(common + ["--instance-id", name], port=port) for name in ("a1", "b1")}
+        servers.update({name: monoport(common + ["--instance-id", name], port=port) for name in ("a1", "b1")})
         peers_up(servers["a1"], 1)
         peers_up(servers["b1"], 1)
         load = HttpLoad(port, ctx).start()
@@ -290,6 +291,8 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
     finally:
         for member in members:
             member.close()
+        for server in servers.values():
+            server.stop()  # before Redis, which they would otherwise keep retrying
         redis.stop()
 
     served = len(load.served)
