@@ -10,7 +10,8 @@ Every target serves :mod:`bench.app` over TLS on one port of 127.0.0.1:
 * ``nginx``: nginx terminating TLS, proxying WebSocket upgrades, -> the same
   two app processes;
 * ``bare``: one gevent app process serving TLS itself, no detection at all;
-* ``bare-nodelay``: the same with Nagle off, as monoport has it.
+* ``bare-nodelay``: the same with Nagle off, as monoport has it;
+* ``monoport-w2`` (only when named): ``--workers 2`` and its Redis, both cores.
 
 Plus the raw TCP forwarders (monoport ``--raw HOST:PORT`` and HAProxy in TCP
 mode with splicing) in front of :mod:`bench.sink`.
@@ -35,9 +36,8 @@ import psutil
 #: File descriptors every started process may open (thousands of clients).
 NOFILE = 65536
 READY_TIMEOUT = 30.0
-#: Seconds between SIGTERM and SIGKILL. monoport needs the SIGKILL today: its
-#: graceful shutdown waits forever on python-engineio's ``queue.join()`` for
-#: polling sessions whose client is gone (every polling run leaves some).
+#: Seconds between SIGTERM and SIGKILL: a bound for every target (monoport
+#: drains in about a second, the idle keep-alive grace).
 STOP_GRACE = 3.0
 
 
@@ -205,6 +205,26 @@ class Monoport(Target):
         self.run("monoport", monoport_argv(self.env, self.port))
 
 
+class MonoportWorkers(Target):
+    """``--workers 2``: both cores, with the Redis that workers need. Not in the default run."""
+
+    def launch(self) -> None:
+        redis_port = free_port()
+        self.run("redis", [redis_server(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", str(self.env.tmp)])
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.1)
+        self.run("monoport", monoport_argv(self.env, self.port, "--workers", "2",
+                                           "--redis", f"redis://127.0.0.1:{redis_port}/0"))
+
+
 class Bare(Target):
     flags: tuple[str, ...] = ()
 
@@ -317,7 +337,10 @@ class Nginx(Target):
         self.run("nginx", [nginx(), "-p", str(env.tmp), "-c", conf])
 
 
-TARGETS = {"monoport": Monoport, "stack": Stack, "nginx": Nginx, "bare": Bare, "bare-nodelay": BareNoDelay}
+TARGETS = {"monoport": Monoport, "stack": Stack, "nginx": Nginx, "bare": Bare, "bare-nodelay": BareNoDelay,
+           "monoport-w2": MonoportWorkers}
+#: what ``python -m bench`` runs without --targets (monoport-w2 is asked for by name)
+DEFAULT_TARGETS = ["monoport", "stack", "nginx", "bare", "bare-nodelay"]
 
 
 # -- raw TCP forwarders ---------------------------------------------------------
@@ -390,6 +413,13 @@ def nofile_limit() -> int:
 
 def haproxy() -> str:
     return shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def redis_server() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RuntimeError("redis-server is missing (scripts/system-deps.sh installs it)")
+    return path
 
 
 def stunnel() -> str:
