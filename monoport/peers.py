@@ -261,9 +261,12 @@ class PeerTable:
         def loop() -> None:
             while True:
                 started = time.monotonic()
-                if before_each is not None:
-                    before_each()
-                self.poll_once()
+                try:
+                    if before_each is not None:
+                        before_each()
+                    self.poll_once()
+                except Exception:  # a bug of ours: say so, and keep the peers current
+                    log.exception("peer poll failed; polling again in %.0fs", POLL_INTERVAL)
                 gevent.sleep(max(POLL_INTERVAL - (time.monotonic() - started), 0.05))
 
         self._poller = gevent.spawn(loop)
