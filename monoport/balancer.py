@@ -133,9 +133,12 @@ class Balancer:
                 "refused_full": self.refused_full, "queued": self.queued, "peers": self.peers.snapshot()}
 
     # -- decisions -----------------------------------------------------------------------
-    def session_owner(self, head: Any) -> str | None:
+    def _on_sio_path(self, head: Any) -> bool:
         path = head.path
-        if not any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path):
+        return any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path)
+
+    def session_owner(self, head: Any) -> str | None:
+        if not self._on_sio_path(head):
             return None
         sid = head.query("sid")
         if not sid or "." not in sid:
@@ -144,9 +147,7 @@ class Balancer:
 
     def _is_new_session(self, head: Any) -> bool:
         """An Engine.IO handshake: a Socket.IO path without a ``sid``."""
-        path = head.path
-        on_sio = any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path)
-        return on_sio and not head.query("sid")
+        return self._on_sio_path(head) and not head.query("sid")
 
     def peer_draining(self, peer: Peer) -> None:
         """A peer began to stop: end what ties its forwarded connections to us.
