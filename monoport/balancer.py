@@ -352,7 +352,7 @@ class Balancer:
         self.forwarded_out += 1
         self.rt.stats.forwarded_out(conn, peer.id or peer.name)
         conn.sock.sendall(first)
-        from .splice import splice
+        from .splice import describe_end, splice, termination_of
 
         # splice gets the unmetered socket (zero-copy and TLS half-close need
         # the real one); its byte counts are added to the connection's.
@@ -362,8 +362,8 @@ class Balancer:
         conn.bytes_in += result.bytes_up
         conn.bytes_out += result.bytes_down
         conn.outcome = (f"forwarded to {peer.name}: up {pump.sent + result.bytes_up} B, "
-                        f"down {len(first) + result.bytes_down} B, closed by {result.closed_by}")
-        conn.termination = _TERMINATION_BY_CLOSER.get(result.closed_by, "other")
+                        f"down {len(first) + result.bytes_down} B, {describe_end(result)}")
+        conn.termination = termination_of(result)
 
     @staticmethod
     def _first_answer(backend: socket.socket) -> bytes:
@@ -376,11 +376,6 @@ class Balancer:
                     break
                 data += more
         return data
-
-
-#: splice's ``closed_by`` -> the connection's termination reason
-_TERMINATION_BY_CLOSER: Final = {"client": "client_closed", "backend": "server_closed",
-                                 "error": "client_aborted", "timeout": "client_timeout"}
 
 
 def _v2_signature(data: bytes) -> Any:

@@ -81,13 +81,8 @@ def _raw_forward(rt: "Runtime", conn: Connection, silent: bool) -> None:
     conn.bytes_in += result.bytes_up - len(prefix)  # the prefix was counted when it was read
     conn.bytes_out += result.bytes_down
     conn.outcome = (f"raw forwarded to {target}: {result.bytes_up} bytes up, "
-                    f"{result.bytes_down} down, closed by {result.closed_by}")
-    conn.termination = RAW_TERMINATIONS.get(result.closed_by, "other")
-
-
-#: who ended a spliced raw conversation -> termination reason
-RAW_TERMINATIONS = {splice.CLIENT: "client_closed", splice.BACKEND: "server_closed",
-                    splice.TIMEOUT: "client_timeout", splice.ERROR: "client_aborted"}
+                    f"{result.bytes_down} down, {splice.describe_end(result)}")
+    conn.termination = splice.termination_of(result)
 
 
 RAW_STAGES["forward"] = _raw_forward

@@ -71,12 +71,14 @@ class SpliceResult:
     ``bytes_up`` counts client -> backend bytes (``client_prefix`` included),
     ``bytes_down`` backend -> client. ``closed_by`` is ``"client"`` or
     ``"backend"`` (whose EOF came first), ``"timeout"`` (idle) or
-    ``"error"`` (a reset, broken pipe or TLS error on either side).
+    ``"error"`` (a reset, broken pipe or TLS error on either side);
+    ``broken_by`` then says whose socket failed, ``"client"`` or ``"backend"``.
     """
 
     bytes_up: int
     bytes_down: int
     closed_by: str
+    broken_by: str | None = None
 
 
 def dial(address: tuple[str, int], timeout: float) -> Any:
@@ -108,6 +110,14 @@ class _Idle(Exception):
     """Neither direction moved a byte for ``idle_timeout`` seconds."""
 
 
+class _Broken(Exception):
+    """A socket of one side failed (reset, broken pipe, TLS error)."""
+
+    def __init__(self, side: str) -> None:
+        super().__init__(side)
+        self.side = side
+
+
 class _Session:
     """State both directions share: counters, last activity, the ending."""
 
@@ -115,6 +125,7 @@ class _Session:
         self.idle_timeout = idle_timeout
         self.last = time.monotonic()
         self.closed_by: str | None = None
+        self.broken_by: str | None = None
         self.moved = {CLIENT: 0, BACKEND: 0}
         self.pumps: list[gevent.Greenlet] = []
 
@@ -135,10 +146,11 @@ class _Session:
         if self.closed_by is None:
             self.closed_by = source
 
-    def abort(self, reason: str) -> None:
-        """End both directions now (error or idle)."""
+    def abort(self, reason: str, side: str | None = None) -> None:
+        """End both directions now (error or idle); ``side``: whose socket failed."""
         if self.closed_by is None or reason == TIMEOUT:
             self.closed_by = reason  # a reset after a clean EOF is that EOF's echo
+            self.broken_by = side
         current = gevent.getcurrent()
         for pump in self.pumps:
             if pump is not current:
@@ -185,7 +197,8 @@ def splice(client: Any, backend: Any, *, client_prefix: bytes = b"",
     finally:
         for pump in session.pumps:
             pump.kill()
-    return SpliceResult(session.moved[CLIENT], session.moved[BACKEND], session.closed_by or ERROR)
+    return SpliceResult(session.moved[CLIENT], session.moved[BACKEND], session.closed_by or ERROR,
+                        session.broken_by)
 
 
 def _plain(sock: Any) -> bool:
@@ -211,7 +224,10 @@ def _pump(src: Any, dst: Any, source: str, session: _Session, zero_copy: bool) -
     except _Idle:
         session.abort(TIMEOUT)
         return
-    except OSError:  # reset, broken pipe, TLS alert: the peer broke it
+    except _Broken as broken:  # reset, broken pipe, TLS alert: that side broke it
+        session.abort(ERROR, broken.side)
+        return
+    except OSError:  # no pipe (out of descriptors), a socket already closed
         session.abort(ERROR)
         return
     session.eof(source)
@@ -219,6 +235,10 @@ def _pump(src: Any, dst: Any, source: str, session: _Session, zero_copy: bool) -
         _shut_write(dst)
     except OSError:
         pass  # the other side is gone already; its own pump reports that
+
+
+def _other(side: str) -> str:
+    return BACKEND if side == CLIENT else CLIENT
 
 
 def _copy_recv(src: Any, dst: Any, source: str, session: _Session) -> None:
@@ -229,12 +249,16 @@ def _copy_recv(src: Any, dst: Any, source: str, session: _Session) -> None:
         except (socket.timeout, TimeoutError):
             session.remaining()  # raises _Idle unless the other direction moved
             continue
+        except OSError:
+            raise _Broken(source) from None
         if not data:
             return
         try:
             dst.sendall(data)
         except (socket.timeout, TimeoutError):
             raise _Idle() from None
+        except OSError:
+            raise _Broken(_other(source)) from None
         session.progress(source, len(data))
 
 
@@ -260,14 +284,17 @@ def _copy_splice(src: Any, dst: Any, source: str, session: _Session) -> bool:
             except OSError as exc:
                 if first and exc.errno in _UNSPLICEABLE:
                     return False
-                raise
+                raise _Broken(source) from None
             first = False
             if n == 0:
                 return True
             pending = n
             while pending:
-                pending -= _retry(lambda: os.splice(read_fd, dst_fd, pending, flags=_SPLICE_FLAGS),
-                                  gsocket.wait_write, dst_fd, session)
+                try:
+                    pending -= _retry(lambda: os.splice(read_fd, dst_fd, pending, flags=_SPLICE_FLAGS),
+                                      gsocket.wait_write, dst_fd, session)
+                except OSError:
+                    raise _Broken(_other(source)) from None
             session.progress(source, n)
     finally:
         os.close(read_fd)
@@ -301,4 +328,22 @@ def _shut_write(sock: Any) -> None:
     sock.shutdown(socket.SHUT_WR)
 
 
-__all__ = ["dial", "splice", "SpliceResult", "CHUNK", "PIPE_SIZE"]
+def termination_of(result: SpliceResult) -> str:
+    """The termination reason (``connection.TERMINATIONS``) of a spliced conversation.
+
+    A backend (a peer, a ``--raw`` server) that breaks mid-stream is
+    ``peer_down``, not the client's doing.
+    """
+    if result.closed_by == ERROR:
+        return "peer_down" if result.broken_by == BACKEND else "client_aborted"
+    return {CLIENT: "client_closed", BACKEND: "server_closed", TIMEOUT: "client_timeout"}.get(result.closed_by, "other")
+
+
+def describe_end(result: SpliceResult) -> str:
+    """``closed by <who>``, naming the side whose socket failed on an error."""
+    if result.closed_by == ERROR and result.broken_by:
+        return f"broken by the {result.broken_by} (reset or TLS error)"
+    return f"closed by {result.closed_by}"
+
+
+__all__ = ["dial", "splice", "SpliceResult", "CHUNK", "PIPE_SIZE", "termination_of", "describe_end"]

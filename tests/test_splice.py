@@ -150,8 +150,25 @@ def test_client_reset_is_a_result_not_an_exception(copy_path):
         gevent.sleep(0.1)
         backend_app.sendall(b"x" * 100000)  # into a reset client: EPIPE/ECONNRESET inside splice
         result = job.get()
-    assert result.closed_by == "error"
+    assert (result.closed_by, result.broken_by) == ("error", "client")
     assert result.bytes_up == 7
+    assert splice_mod.termination_of(result) == "client_aborted"
+
+
+def test_a_backend_that_breaks_midstream_is_told_apart_from_the_client(copy_path):
+    client_app, client_side, backend_side, backend_app = wiring()
+    with gevent.Timeout(LIMIT):
+        job = gevent.spawn(splice, client_side, backend_side)
+        backend_app.sendall(b"half an answer")
+        assert client_app.recv(100) == b"half an answer"
+        backend_app.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        backend_app.close()  # RST: a peer killed mid-forward
+        gevent.sleep(0.1)
+        client_app.sendall(b"x" * 100000)  # into the reset backend
+        result = job.get()
+    assert (result.closed_by, result.broken_by) == ("error", "backend")
+    assert splice_mod.termination_of(result) == "peer_down"
+    assert splice_mod.describe_end(result).startswith("broken by the backend")
 
 
 def test_idle_timeout_ends_both_directions(copy_path):
