@@ -139,34 +139,32 @@ def test_large_transfer_both_directions_at_once(copy_path):
     assert (result.bytes_up, result.bytes_down) == (up_sent[1], down_sent[1])
 
 
-def test_client_reset_is_a_result_not_an_exception(copy_path):
+def _reset_midstream(breaking: str):
+    """Splice, move a few bytes, then reset the ``breaking`` side ("client" or "backend")."""
     client_app, client_side, backend_side, backend_app = wiring()
+    breaker, survivor = (client_app, backend_app) if breaking == "client" else (backend_app, client_app)
     with gevent.Timeout(LIMIT):
         job = gevent.spawn(splice, client_side, backend_side)
-        client_app.sendall(b"partial")
-        assert backend_app.recv(100) == b"partial"
-        client_app.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client_app.close()  # RST
+        breaker.sendall(b"partial")
+        assert survivor.recv(100) == b"partial"
+        breaker.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        breaker.close()  # RST
         gevent.sleep(0.1)
-        backend_app.sendall(b"x" * 100000)  # into a reset client: EPIPE/ECONNRESET inside splice
-        result = job.get()
+        survivor.sendall(b"x" * 100000)  # into the reset side: EPIPE/ECONNRESET inside splice
+        return job.get()
+
+
+def test_client_reset_is_a_result_not_an_exception(copy_path):
+    result = _reset_midstream("client")
     assert (result.closed_by, result.broken_by) == ("error", "client")
     assert result.bytes_up == 7
     assert splice_mod.termination_of(result) == "client_aborted"
 
 
 def test_a_backend_that_breaks_midstream_is_told_apart_from_the_client(copy_path):
-    client_app, client_side, backend_side, backend_app = wiring()
-    with gevent.Timeout(LIMIT):
-        job = gevent.spawn(splice, client_side, backend_side)
-        backend_app.sendall(b"half an answer")
-        assert client_app.recv(100) == b"half an answer"
-        backend_app.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        backend_app.close()  # RST: a peer killed mid-forward
-        gevent.sleep(0.1)
-        client_app.sendall(b"x" * 100000)  # into the reset backend
-        result = job.get()
+    result = _reset_midstream("backend")  # a peer killed mid-forward
     assert (result.closed_by, result.broken_by) == ("error", "backend")
+    assert result.bytes_down == 7
     assert splice_mod.termination_of(result) == "peer_down"
     assert splice_mod.describe_end(result).startswith("broken by the backend")
 
