@@ -150,6 +150,23 @@ def test_forwarded_headers_from_trusted_proxies_are_believed(monoport):
     assert env["REMOTE_ADDR"] == "203.0.113.9" and env["wsgi.url_scheme"] == "https"
 
 
+def test_request_headers_reach_the_app_as_in_any_wsgi_server(server, client_ctx):
+    head = (b"POST /headers HTTP/1.1\r\nHost: localhost\r\nX-Repeated: one\r\nx-repeated: two\r\n"
+            b"Cookie: a=1\r\nCookie: b=2\r\nX_Smuggled: yes\r\nX-Folded: first\r\n second\r\n"
+            b"X-Empty:\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+    answer = raw_exchange(server.port, head, tls=client_ctx)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200")
+    env = json.loads(body)
+    assert env["HTTP_X_REPEATED"] == "one,two"  # repeated headers joined, whatever their case
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert "HTTP_X_SMUGGLED" not in env  # an underscore could pass for a dash: dropped
+    assert env["HTTP_X_FOLDED"] == "first second"  # obs-fold is one space (pywsgi alone kept the CRLF)
+    assert env["HTTP_X_EMPTY"] == ""
+    assert (env["CONTENT_TYPE"], env["CONTENT_LENGTH"]) == ("text/plain", "2")
+    assert "HTTP_CONTENT_TYPE" not in env and env["HTTP_HOST"] == "localhost"
+
+
 def test_response_says_connection_close_when_the_client_asked_for_it(server, client_ctx):
     answer = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", tls=client_ctx)
     head = answer.split(b"\r\n\r\n")[0].lower()

@@ -23,6 +23,13 @@ def environ():
     return jsonify({k: env.get(k) for k in keys})
 
 
+@app.route("/headers", methods=["GET", "POST"])
+def headers():
+    """The request's headers as the WSGI server put them in the environ."""
+    env = request.environ
+    return jsonify({k: v for k, v in env.items() if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH")})
+
+
 @app.route("/echo", methods=["POST"])
 def echo_body():
     return request.get_data()
