@@ -22,7 +22,7 @@ import json
 from typing import Any, Callable, Iterable
 
 from . import metrics, statspage
-from .wsgi import ip_of
+from .wsgi import ip_of, reason_phrase
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -94,9 +94,7 @@ class Admin:
     @staticmethod
     def _reply(start_response: Callable, status: int, body: bytes,
                headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
-        reasons = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-                   503: "Service Unavailable"}
         headers = list(headers or [("Content-Type", "text/plain; charset=utf-8")])
         headers += [("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
-        start_response(f"{status} {reasons[status]}", headers)
+        start_response(f"{status} {reason_phrase(status)}", headers)
         return [body]

@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 import time
+from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
 import gevent
@@ -36,8 +37,12 @@ log = logging.getLogger("monoport")
 #: answered with "Connection: close", before it is closed.
 DRAIN_IDLE_GRACE = 1.0
 
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
-            429: "Too Many Requests", 301: "Moved Permanently"}
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (``http.HTTPStatus``), "Error" for an unknown code."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 #: headers a client could use to lie about who it is; removed unless trusted
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
@@ -59,7 +64,7 @@ class BodyStalled(BaseException):
 
 def simple_response(status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """A complete HTTP/1.1 response that closes the connection."""
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Connection: close",
+    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}", "Connection: close",
              f"Content-Length: {len(body)}"]
     if body:
         lines.append("Content-Type: text/plain; charset=utf-8")
