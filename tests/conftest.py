@@ -160,12 +160,17 @@ def tls_args(tls_files: dict[str, str]) -> list[str]:
     return ["--cert", tls_files["localhost"], "--key", tls_files["localhost_key"]]
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns a true value; bounded."""
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what=None):
+    """Poll ``predicate`` until it returns a true value; bounded.
+
+    ``what`` (a text, or a function giving one when the wait failed) says
+    what was awaited, for the failure message.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    said = what() if callable(what) else what
+    raise AssertionError(f"condition not met in {timeout:g}s" + (f": {said}" if said else ""))

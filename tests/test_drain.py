@@ -15,15 +15,12 @@ import threading
 import time
 
 from tests.clients import RawSio, sio_client
-from tests.cluster import https_get, redis_server, redis_url, start_cluster  # noqa: F401 (fixtures)
+from tests.cluster import held_connection, https_get, redis_server, redis_url, start_cluster  # noqa: F401 (fixtures)
 
 
 def _held(port: int, ctx: ssl.SSLContext) -> http.client.HTTPSConnection:
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
-    conn.request("GET", "/")
-    response = conn.getresponse()
-    assert response.status == 200 and not response.will_close
-    response.read()
+    conn = held_connection(port, ctx)
+    assert conn.sock is not None  # kept alive (http.client drops a socket the server will close)
     return conn
 
 
@@ -84,7 +81,7 @@ def test_socketio_sessions_end_as_a_lost_transport_so_clients_reconnect(monoport
 
 
 def test_a_connection_idle_through_the_grace_is_closed_and_the_drain_ends(monoport, tls_args, client_ctx):
-    server = monoport(tls_args + ["--graceful-timeout", "20"])
+    server = monoport(tls_args + ["--app", "tests.apps.echo_app:app", "--graceful-timeout", "20"])
     idle = _held(server.port, client_ctx)
     began = time.monotonic()
     server.send(signal.SIGTERM)

@@ -39,7 +39,7 @@ import socketio
 
 from tests.clients import https_session, serialized_tls_context
 from tests.cluster import APP, RedisServer, peers_up
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 
 #: set in the private network namespace the test re-runs itself in
 NETNS_ENV = "MONOPORT_TEST_NETNS"
@@ -231,15 +231,6 @@ class NodeMember(Member):
             self.proc.wait(5)
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not in {timeout:g}s: {what}")
-
-
 def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> None:
     assert MIGRATE.read_text().strip() == "1"
     redis = RedisServer(tmp_path).start()
@@ -259,7 +250,7 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
                    for i in range(SIO_CLIENTS)]
         members += [NodeMember(url, tls_files["ca"], ROOMS[i % len(ROOMS)], ("websocket", "polling")[i % 2])
                     for i in range(NODE_CLIENTS)]
-        _wait(lambda: all(m.joined.is_set() for m in members), 20, "every Socket.IO client joined its room")
+        wait_for(lambda: all(m.joined.is_set() for m in members), 20, what="every Socket.IO client joined its room")
         time.sleep(1.0)
         windows = {}
         for old, new, other, up_count in (("a1", "a2", "b1", 2), ("b1", "b2", "a2", 1)):
@@ -276,9 +267,9 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
             windows[old] = (began, time.monotonic(), stopped)
             time.sleep(1.0)
         # every client came back (on a2 or b2) and into its room
-        _wait(lambda: all(m.joined.is_set() and m.instance in ("a2", "b2") for m in members), 30,
-              "every Socket.IO client reconnected to a2 or b2 and joined its room again: "
-              + ", ".join(f"{m.instance or '-'}/{m.connects}" for m in members))
+        wait_for(lambda: all(m.joined.is_set() and m.instance in ("a2", "b2") for m in members), 30,
+                 what=lambda: "every Socket.IO client reconnected to a2 or b2 and joined its room again: "
+                 + ", ".join(f"{m.instance or '-'}/{m.connects}" for m in members))
         time.sleep(2.0)
         load.finish()
         for room in ROOMS:
@@ -286,7 +277,7 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
             token = f"hello {room} {time.monotonic()}"
             sender = next(m for m in inside if isinstance(m, RoomMember))
             assert sender.client.call("to_room", (room, token), timeout=10) == "sent"
-            _wait(lambda: all(token in m.messages for m in inside), 10, f"every member of {room} got {token}")
+            wait_for(lambda: all(token in m.messages for m in inside), 10, what=f"every member of {room} got {token}")
             assert not any(token in m.messages for m in members if m.room != room)
     finally:
         for member in members:
