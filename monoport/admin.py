@@ -22,14 +22,9 @@ import json
 from typing import Any, Callable, Iterable
 
 from . import metrics, statspage
-from .wsgi import ip_of, reason_phrase
+from .wsgi import is_loopback, reason_phrase
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
-
-
-def is_loopback(address: str | None) -> bool:
-    addr = ip_of(address)
-    return addr is not None and addr.is_loopback
 
 
 def credentials_match(header: str | None, expected: str) -> bool:

@@ -43,7 +43,6 @@ between instances pay a new TCP (and TLS) handshake per request.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import time
@@ -58,7 +57,7 @@ from .dispatch import ClientGone, Silent, peek
 from .errors import PeerUnavailable
 from .peers import Peer, PeerTable
 from .sniff import NEED_MORE, PROXY_V2_SIGNATURE
-from .wsgi import DRAIN_IDLE_GRACE, simple_response
+from .wsgi import DRAIN_IDLE_GRACE, is_loopback, simple_response
 
 log = logging.getLogger("monoport")
 
@@ -244,7 +243,7 @@ class Balancer:
     def admit_peer_listener(self, conn: Connection) -> bool:
         """The peer listener takes loopback, known peers and trusted networks, PROXY v2 first."""
         host = str(conn.peer[0])
-        if not (_is_loopback(host) or host in self.rt.trusted or self.peers.source_allowed(host)):
+        if not (is_loopback(host) or host in self.rt.trusted or self.peers.source_allowed(host)):
             conn.finish(f"peer listener: {host} is not loopback, a known peer or a trusted network; refused",
                         logging.WARNING)
             return False
@@ -382,16 +381,6 @@ def _v2_signature(data: bytes) -> Any:
     if len(data) < len(PROXY_V2_SIGNATURE) and PROXY_V2_SIGNATURE.startswith(data):
         return NEED_MORE
     return data.startswith(PROXY_V2_SIGNATURE)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def _is_full_answer(first: bytes) -> bool:

@@ -114,6 +114,11 @@ def ip_of(host: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return addr
 
 
+def is_loopback(address: str | None) -> bool:
+    addr = ip_of(address)
+    return addr is not None and addr.is_loopback
+
+
 class Networks:
     """A set of trusted networks (``--trusted-proxy``)."""
 
