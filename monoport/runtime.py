@@ -394,7 +394,8 @@ class Runtime:
             return
         for peer_id, address in found:
             self.balancer.peers.add(address, peer_id=peer_id)
-        self.balancer.peers.forget_missing(address for _, address in found)
+        if self.announcer.settled():
+            self.balancer.peers.forget_missing(address for _, address in found)
 
     def install_signals(self) -> None:
         gevent.signal_handler(signal.SIGTERM, self.request_stop, True)
