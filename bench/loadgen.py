@@ -14,6 +14,13 @@ packets the workloads use::
     < 2   > 3                 Engine.IO ping / pong
     < 42["news","TAG"]        a broadcast
 
+Two more modes measure TLS handshakes without wrk (which busy-polls while a
+handshake is pending): ``full`` opens a new TLS connection per request and
+offers no session; ``resumed`` offers the session (TLS 1.3 ticket) its last
+connection received. Each connection sends one ``GET /`` with
+``Connection: close``, reads the response and closes; the same client
+settings for every target, waiting for readability as gevent does.
+
 Protocol with the bench (one JSON object per line on stdout, commands on
 stdin): every mode first connects its clients and prints ``{"ready": n,
 "failed": m}``, then waits for ``go`` (echo, poll) or serves commands (idle:
@@ -42,7 +49,8 @@ CONNECT_CONCURRENCY = 32
 CONNECT_TIMEOUT = 60.0
 PAYLOAD = "hello-from-the-bench-0123456789"
 
-_CTX = ssl.create_default_context()
+#: No CA store: nothing is verified, and OpenSSL would still walk the chain against one.
+_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _CTX.check_hostname = False
 _CTX.verify_mode = ssl.CERT_NONE
 
@@ -54,10 +62,10 @@ class ProtocolError(Exception):
 class Conn:
     """One TLS (or clear) connection with a read buffer."""
 
-    def __init__(self, host: str, port: int, tls: bool) -> None:
+    def __init__(self, host: str, port: int, tls: bool, session: ssl.SSLSession | None = None) -> None:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = _CTX.wrap_socket(sock, server_hostname="localhost") if tls else sock
+        self.sock = _CTX.wrap_socket(sock, server_hostname="localhost", session=session) if tls else sock
         self.buf = bytearray()
 
     def fill(self) -> None:
@@ -271,6 +279,37 @@ def run_closed_loop(clients: list, duration: float) -> None:
     emit({"count": len(rtts), "rtts": rtts, "errors": errors[0], "duration": duration})
 
 
+def run_handshakes(args: dict, resume: bool, duration: float) -> None:
+    """``clients`` loops of one TLS connection per request for ``duration`` s; latencies in ms."""
+    rtts: list[float] = []
+    reused, errors = [0], [0]
+    stop_at = time.monotonic() + duration
+    cpu = time.process_time()
+
+    def loop() -> None:
+        session = None
+        while (start := time.monotonic()) < stop_at:
+            try:
+                conn = Conn(args["host"], args["port"], True, session if resume else None)
+                try:
+                    conn.sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    status, _, _ = conn.read_http()
+                    reused[0] += conn.sock.session_reused
+                    session = conn.sock.session
+                finally:
+                    conn.sock.close()
+                if status != 200:
+                    raise ProtocolError(f"status {status}")
+                rtts.append(round((time.monotonic() - start) * 1000, 3))
+            except (OSError, ProtocolError, ValueError):
+                errors[0] += 1
+                gevent.sleep(0.01)
+
+    gevent.joinall([gevent.spawn(loop) for _ in range(args["clients"])])
+    emit({"count": len(rtts), "rtts": rtts, "errors": errors[0], "reused": reused[0], "duration": duration,
+          "client_cpu": time.process_time() - cpu})
+
+
 def serve_idle(clients: list, lines) -> None:
     for client in clients:
         gevent.spawn(client.listen)
@@ -295,6 +334,11 @@ def main(argv: list[str]) -> None:
     mode, args = argv[0], json.loads(argv[1])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if mode in ("full", "resumed"):
+        emit({"ready": args["clients"], "failed": 0})
+        FileObjectPosix(sys.stdin.fileno(), "rb").readline()  # "go"
+        run_handshakes(args, mode == "resumed", args["duration"])
+        return
     cls = PollClient if mode == "poll" else WSClient
     clients, failed = connect_all(cls, args["clients"], args["host"], args["port"], args.get("tls", True))
     emit({"ready": len(clients), "failed": failed})
