@@ -10,6 +10,7 @@ one CPU and the load clients (this process and its children) to another.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -20,8 +21,8 @@ import traceback
 from pathlib import Path
 
 from . import report, system
-from .targets import DEFAULT_TARGETS, RAW_TARGETS, TARGETS, Env, Monoport, monoport_has_forward
-from .workloads import QUICK, SIO_WORKLOADS, Scale, max_clients, raw
+from .targets import DEFAULT_TARGETS, RAW_TARGETS, STORM_TARGETS, TARGETS, Env, Monoport, monoport_has_forward
+from .workloads import QUICK, SIO_WORKLOADS, Scale, max_clients, raw, storm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -84,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds, not minutes)")
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                         help="comma-separated, of " + ",".join(TARGETS) + " (default: all but monoport-w2)")
-    parser.add_argument("--workloads", default=",".join(SIO_WORKLOADS) + ",raw,max",
-                        help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max")
+    parser.add_argument("--workloads", default=",".join(SIO_WORKLOADS) + ",raw,max,storm",
+                        help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max,storm")
+    parser.add_argument("--storm-clients", type=int, default=None,
+                        help=f"clients of the reconnect storm (default {Scale().storm_clients}, "
+                             f"{QUICK.storm_clients} with --quick)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.md and the plots go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
     parser.add_argument("--report-only", action="store_true", help="redraw summary.md and plots from results.json")
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                        f"{','.join(map(str, sorted(clients_cpus)))}"
                        + (" (one CPU only: not separated)" if clients_cpus == target_cpus else ""))
     scale = QUICK if args.quick else Scale()
+    if args.storm_clients:
+        scale = dataclasses.replace(scale, storm_clients=args.storm_clients)
     chosen = args.workloads.split(",")
     targets = {n: TARGETS[n] for n in args.targets.split(",")}
     tmp = Path(tempfile.mkdtemp(prefix="monoport-bench-"))
@@ -119,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 raw_rounds = run_rounds(env, RAW_TARGETS, {"raw": raw}, args.rounds, scale, failures)
             else:
                 failures.append("raw: this monoport has no --raw HOST:PORT forwarding yet (row left out)")
+        if "storm" in chosen:
+            # one round (it is long): monoport drains to a peer, bare-nodelay and uvicorn restart
+            storm_classes = {n: c for n, c in STORM_TARGETS.items() if n in targets}
+            for name, found in run_rounds(env, storm_classes, {"storm": storm}, 1, scale, failures).items():
+                rounds.setdefault(name, {}).update(found)
         capacity: dict = {}
         if "max" in chosen:
             found = run_rounds(env, {"monoport": Monoport}, {"max": max_clients}, 1, scale, failures)["monoport"]
@@ -162,7 +173,8 @@ def scale_note(s: Scale) -> str:
             f"and polling echo {s.poll_clients} clients, {s.echo_seconds:g} s each, from {s.loadgen_procs} "
             f"load-generator processes (back to back, one message in flight per client); {s.idle_clients} idle "
             f"clients, {s.broadcasts} broadcasts; raw TCP {s.raw_seconds:g} s per direction test; "
-            f"capacity probe up to {s.max_clients} clients.")
+            f"capacity probe up to {s.max_clients} clients; reconnect storm of {s.storm_clients} WebSocket "
+            f"clients from {s.storm_procs} processes, one round.")
 
 
 if __name__ == "__main__":

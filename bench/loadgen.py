@@ -14,6 +14,11 @@ packets the workloads use::
     < 2   > 3                 Engine.IO ping / pong
     < 42["news","TAG"]        a broadcast
 
+Mode ``storm`` holds WebSocket clients that reconnect as socket.io-client
+does when their server goes away (first try after 1 s ± 50 %, doubling up to
+5 s, never giving up before ``STORM_GIVE_UP`` s); ``wait`` reports how many
+dropped, how many came back and when the last one did.
+
 Two more modes measure TLS handshakes without wrk (which busy-polls while a
 handshake is pending): ``full`` opens a new TLS connection per request and
 offers no session; ``resumed`` offers the session (TLS 1.3 ticket) its last
@@ -32,6 +37,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import json  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
@@ -42,6 +48,8 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 from gevent.fileobject import FileObjectPosix  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
+
+from bench.backoff import reconnect_delay  # noqa: E402
 
 #: How many clients connect at the same time: enough to keep the target
 #: busy, few enough that no SYN is dropped and retried after a second.
@@ -310,6 +318,60 @@ def run_handshakes(args: dict, resume: bool, duration: float) -> None:
           "client_cpu": time.process_time() - cpu})
 
 
+#: a client still not back this long after its drop has given up (counted as lost)
+STORM_GIVE_UP = 120.0
+
+
+class StormClient:
+    """A WebSocket client that reconnects with socket.io-client's backoff whenever it is dropped."""
+
+    def __init__(self, host: str, port: int, tls: bool) -> None:
+        self.addr = (host, port, tls)
+        self.ws = WSClient(host, port, tls)
+        self.dropped: float | None = None
+        self.back: float | None = None
+        self.down = False
+
+    def run(self) -> None:
+        while True:
+            try:
+                while True:
+                    self.ws.recv()
+            except (OSError, ProtocolError, ValueError):
+                pass
+            self.ws.sock.close()
+            self.down, self.dropped = True, time.time()
+            attempt = 0
+            while time.time() - self.dropped < STORM_GIVE_UP:
+                gevent.sleep(reconnect_delay(attempt, random.random()))
+                attempt += 1
+                try:
+                    self.ws = WSClient(*self.addr)
+                except (OSError, ProtocolError, ValueError):
+                    continue
+                self.down, self.back = False, time.time()
+                break
+            else:
+                return  # gave up: stays down
+
+
+def serve_storm(clients: list, lines) -> None:
+    for client in clients:
+        gevent.spawn(client.run)
+    for line in lines:
+        if line.decode().strip() != "wait":
+            break
+        deadline = time.monotonic() + STORM_GIVE_UP + 10
+        while time.monotonic() < deadline:
+            last_drop = max((c.dropped for c in clients if c.dropped), default=0.0)
+            if not any(c.down for c in clients) and time.time() - last_drop > 1.0:
+                break
+            gevent.sleep(0.1)
+        dropped = [c for c in clients if c.dropped]
+        back = [c.back for c in dropped if not c.down and c.back]
+        emit({"dropped": len(dropped), "back": len(back), "last": max(back) if back else None})
+
+
 def serve_idle(clients: list, lines) -> None:
     for client in clients:
         gevent.spawn(client.listen)
@@ -339,11 +401,13 @@ def main(argv: list[str]) -> None:
         FileObjectPosix(sys.stdin.fileno(), "rb").readline()  # "go"
         run_handshakes(args, mode == "resumed", args["duration"])
         return
-    cls = PollClient if mode == "poll" else WSClient
+    cls = {"poll": PollClient, "storm": StormClient}.get(mode, WSClient)
     clients, failed = connect_all(cls, args["clients"], args["host"], args["port"], args.get("tls", True))
     emit({"ready": len(clients), "failed": failed})
     lines = FileObjectPosix(sys.stdin.fileno(), "rb")
-    if mode in ("echo", "poll"):
+    if mode == "storm":
+        serve_storm(clients, lines)
+    elif mode in ("echo", "poll"):
         lines.readline()  # "go"
         run_closed_loop(clients, args["duration"])
     else:

@@ -200,6 +200,12 @@ class Target:
                 pass
         return total
 
+    def disrupt(self) -> None:
+        """The reconnect storm's event: the server process restarted on the same port, as its users do."""
+        self.stop()
+        self.launch()
+        self.wait_ready()
+
     def stop(self) -> None:
         """SIGTERM every process we started (by pid), SIGKILL what is left after STOP_GRACE s."""
         everyone = []
@@ -241,20 +247,50 @@ class MonoportWorkers(Target):
     """``--workers 2``: both cores, with the Redis that workers need. Not in the default run."""
 
     def launch(self) -> None:
-        redis_port = free_port()
-        self.run("redis", [redis_server(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(self.env.tmp)])
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.1)
+        redis_port = start_redis(self)
         self.run("monoport", monoport_argv(self.env, self.port, "--workers", "2",
                                            "--redis", f"redis://127.0.0.1:{redis_port}/0"))
+
+
+def start_redis(target: Target) -> int:
+    """A throwaway redis-server for a target's instances; returns its port once it accepts."""
+    redis_port = free_port()
+    target.run("redis", [redis_server(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--dir", str(target.env.tmp)])
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+            return redis_port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.1)
+
+
+class MonoportPair(Target):
+    """Two monoport instances sharing the port (``--reuse-port``) and a Redis: the storm drains one to the other.
+
+    Both are pinned to the target's CPU like every target. The kernel's
+    ``tcp_migrate_req`` is left as the machine has it (0 by default: the
+    drained listener's queued connections are reset and their clients retry).
+    """
+
+    def launch(self) -> None:
+        redis_port = start_redis(self)
+        for name in ("a", "b"):
+            self.run(name, monoport_argv(self.env, self.port, "--reuse-port", "--instance-id", name,
+                                         "--redis", f"redis://127.0.0.1:{redis_port}/0"))
+
+    def disrupt(self) -> None:
+        """SIGTERM instance a (it drains: its Socket.IO clients reconnect to b); returns when a has exited."""
+        first = self.procs[1]
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(STOP_GRACE + 5)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
 
 
 class Bare(Target):
@@ -497,6 +533,8 @@ class HaproxyRaw(RawTarget):
 
 
 RAW_TARGETS = {"monoport": MonoportRaw, "haproxy": HaproxyRaw}
+#: the reconnect storm: monoport drains to a peer, the others restart (stack and nginx: not measured)
+STORM_TARGETS = {"monoport": MonoportPair, "bare-nodelay": BareNoDelay, "uvicorn": Uvicorn}
 
 
 def monoport_has_forward(env: Env) -> bool:

@@ -37,10 +37,12 @@ class Scale:
     raw_seconds: float = 4
     max_clients: int = 10000
     loadgen_procs: int = 2
+    storm_clients: int = 5000
+    storm_procs: int = 4
 
 
 QUICK = Scale(wrk_seconds=2, echo_seconds=2, poll_seconds=2, idle_clients=300, broadcasts=1, raw_seconds=1,
-              max_clients=1000)
+              max_clients=1000, storm_clients=300)
 
 
 # -- wrk ---------------------------------------------------------------------------
@@ -209,6 +211,36 @@ def idle(target: Target, scale: Scale) -> dict[str, float]:
 
 SIO_WORKLOADS = {"keepalive": keepalive, "handshake": handshake, "resumed": resumed, "echo": ws_echo,
                  "poll": poll_echo, "idle": idle}
+
+
+def storm(target: Target, scale: Scale) -> dict[str, float]:
+    """Socket.IO WebSocket clients over TLS lose their server at once: seconds until every one is back.
+
+    ``target.disrupt()`` is what its users would do: monoport drains one of
+    two instances sharing the port (its clients reconnect to the other);
+    the others are stopped and started again on the same port.
+    """
+    gen = Loadgen(target, "storm", scale.storm_clients, scale.storm_procs)
+    try:
+        connected = gen.connected
+        time.sleep(1)
+        t0 = time.time()
+        target.disrupt()
+        for proc in gen.procs:
+            gen.tell(proc, "wait")
+        reports = [gen.read(p) for p in gen.procs]
+    finally:
+        gen.close()
+    return storm_metrics(t0, reports, scale.storm_clients, connected)
+
+
+def storm_metrics(t0: float, reports: list[dict], tried: int, connected: int) -> dict[str, float]:
+    """The load generators' storm reports -> seconds until the last dropped client was back, and the lost."""
+    dropped = sum(r["dropped"] for r in reports)
+    back = sum(r["back"] for r in reports)
+    last = max((r["last"] for r in reports if r["last"]), default=t0)
+    return {"storm_s": last - t0, "storm_dropped": dropped, "storm_lost": dropped - back + (tried - connected),
+            "storm_clients": connected}
 
 
 # -- raw TCP ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ here against a real monoport serving the bench app: WebSocket and polling
 echoes are acknowledged, and a broadcast reaches every idle client.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -96,3 +97,19 @@ def test_uvicorn_twin_of_the_app_answers_the_same_echo_and_page(tmp_path, tls_fi
     finally:
         target.stop()
     assert not any(p.poll() is None for p in target.procs)
+
+
+def test_storm_clients_all_come_back_after_their_server_restarts(tmp_path, tls_files):
+    from bench.targets import BareNoDelay, Env
+    from bench.workloads import QUICK, storm
+
+    target = BareNoDelay("bare-nodelay", Env(tmp_path, tls_files["localhost"], tls_files["localhost_key"]))
+    try:
+        target.start()
+        before = [p.pid for p in target.procs]
+        metrics = storm(target, dataclasses.replace(QUICK, storm_clients=12, storm_procs=2))
+        assert [p.pid for p in target.procs] != before  # the process was restarted
+    finally:
+        target.stop()
+    assert metrics["storm_clients"] == 12 and metrics["storm_dropped"] == 12
+    assert metrics["storm_lost"] == 0 and 0 < metrics["storm_s"] < 60

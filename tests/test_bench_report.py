@@ -3,7 +3,7 @@
 import math
 
 from bench import report, system
-from bench.workloads import cpu_per_op_us, loop_metrics, parse_wrk
+from bench.workloads import cpu_per_op_us, loop_metrics, parse_wrk, storm_metrics
 
 WRK = """\
 Running 6s test @ https://127.0.0.1:4443/
@@ -91,3 +91,19 @@ def test_readme_section_lists_every_peer_and_sorts_goals_into_met_and_missed():
     met = next(line for line in text.splitlines() if line.startswith("Goals of issue 13"))
     assert "Socket.IO WebSocket echo ≥ 1.0× uvicorn: 1.10×" in met
     assert "load average at start: 1; at the end: 2" in text
+
+
+def test_reconnect_backoff_is_socketio_clients_default():
+    from bench.backoff import reconnect_delay
+
+    assert reconnect_delay(0, 0.5) == 1.0
+    assert (reconnect_delay(0, 0.0), reconnect_delay(0, 1.0)) == (0.5, 1.5)
+    assert reconnect_delay(1, 0.5) == 2.0
+    assert reconnect_delay(10, 0.5) == 5.0  # capped at reconnectionDelayMax
+
+
+def test_storm_counts_the_last_return_and_every_client_lost_or_never_connected():
+    reports = [{"dropped": 10, "back": 10, "last": 105.0}, {"dropped": 10, "back": 9, "last": 103.0},
+               {"dropped": 0, "back": 0, "last": None}]
+    metrics = storm_metrics(100.0, reports, tried=32, connected=30)
+    assert metrics == {"storm_s": 5.0, "storm_dropped": 20, "storm_lost": 3, "storm_clients": 30}
