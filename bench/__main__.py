@@ -54,6 +54,8 @@ def run_rounds(env: Env, classes: dict, workloads: dict, rounds: int, scale: Sca
     for r in range(rounds):
         for name in rotated(list(classes), r):
             target = classes[name](name, env)
+            # the machine's 1-minute load average as each target starts: how busy the shared machine was
+            results[name].setdefault("load1", []).append(os.getloadavg()[0])
             try:
                 target.start()
                 for wname, workload in workloads.items():
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             # one round (it is long): monoport drains to a peer, bare-nodelay and uvicorn restart
             storm_classes = {n: c for n, c in STORM_TARGETS.items() if n in targets}
             for name, found in run_rounds(env, storm_classes, {"storm": storm}, 1, scale, failures).items():
-                rounds.setdefault(name, {}).update(found)
+                rounds.setdefault(name, {}).update({k: v for k, v in found.items() if k != "load1"})
         capacity: dict = {}
         if "max" in chosen:
             found = run_rounds(env, {"monoport": Monoport}, {"max": max_clients}, 1, scale, failures)["monoport"]

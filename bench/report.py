@@ -23,6 +23,7 @@ class Metric:
     unit: str
     higher_is_better: bool = True
     fmt: str = "{:.0f}"
+    ratio: bool = True  # False: a ratio between targets means nothing (the machine's load)
 
 
 METRICS = [
@@ -52,6 +53,8 @@ METRICS = [
     Metric("bcast_ms", "broadcast to every idle client", "ms", False, "{:.0f}"),
     Metric("storm_s", "reconnect storm: seconds until every client is back", "s", False, "{:.1f}"),
     Metric("storm_lost", "reconnect storm: clients that never came back", "count", False),
+    Metric("load1", "the machine's 1-minute load average as the target started (2 cores)", "load", False,
+           "{:.1f}", ratio=False),
     Metric("raw_gbps", "raw TCP forwarding, one stream", "Gbit/s", True, "{:.2f}"),
     Metric("raw_pingpong", "raw TCP 64-byte ping-pong", "round trips/s"),
     Metric("raw_pingpong_cpu_us", "raw TCP ping-pong: forwarder CPU per round trip", "µs", False),
@@ -120,8 +123,13 @@ def paired_ratios(rounds: Rounds, key: str, other: str, me: str = "monoport") ->
     return [a / b for a, b in zip(mine, theirs) if b and not math.isnan(a) and not math.isnan(b)]
 
 
+def _fmt(fmt: str, value: float) -> str:
+    """A figure, or – when there is none (NaN: the target did not run that workload)."""
+    return "–" if math.isnan(value) else fmt.format(value)
+
+
 def _cell(values: list[float], fmt: str) -> str:
-    if not values:
+    if not values or math.isnan(median(values)):
         return "–"
     text = fmt.format(median(values))
     if len(values) > 1:
@@ -147,7 +155,7 @@ def table(rounds: Rounds, targets: list[str], metrics: list[Metric]) -> list[str
             continue
         cells = [f"{m.label} ({m.unit}, {'higher' if m.higher_is_better else 'lower'} is better)"]
         cells += [_cell(rounds.get(t, {}).get(m.key, []), m.fmt) for t in targets]
-        cells += [_ratio(paired_ratios(rounds, m.key, t)) for t in others]
+        cells += [_ratio(paired_ratios(rounds, m.key, t)) if m.ratio else "–" for t in others]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -352,7 +360,7 @@ def write_plots(out: Path, rounds: Rounds, targets: list[str], raw_rounds: Round
 #: every rate
 README_KEYS = ["keepalive_rps", "keepalive_cpu_us", "keepalive_p99_ms", "handshake_rps", "handshake_cpu_us",
                "resumed_rps", "resumed_cpu_us", "resumed_reused", "echo_msgs", "echo_cpu_us", "echo_p99_ms",
-               "poll_msgs", "poll_cpu_us", "idle_kb_per_conn", "bcast_ms", "storm_s", "storm_lost"]
+               "poll_msgs", "poll_cpu_us", "idle_kb_per_conn", "bcast_ms", "storm_s", "storm_lost", "load1"]
 
 README_INTRO = """\
 `make bench` (installs stunnel4, haproxy, nginx and wrk when missing)
@@ -383,9 +391,9 @@ def readme_section(data: dict) -> str:
         if not rounds.get("monoport", {}).get(key):
             continue
         m = BY_KEY[key]
-        row = [f"{m.label} ({m.unit})"] + [m.fmt.format(median(rounds.get(t, {}).get(key, []) or [math.nan]))
+        row = [f"{m.label} ({m.unit})"] + [_fmt(m.fmt, median(rounds.get(t, {}).get(key, []) or [math.nan]))
                                            for t in targets]
-        row += [(f"{median(r):.2f}×" if (r := paired_ratios(rounds, key, t)) else "–") for t in others]
+        row += [(f"{median(r):.2f}×" if m.ratio and (r := paired_ratios(rounds, key, t)) else "–") for t in others]
         lines.append("| " + " | ".join(row) + " |")
     split = split_lines(rounds)
     if split:

@@ -53,14 +53,14 @@ def pin_self() -> tuple[set[int], set[int]]:
     return clients, targets
 
 
-def _tool_version(argv: list[str], pattern: str) -> str:
-    """``name x.y.z`` from a tool's version output."""
+def _tool_version(argv: list[str], pattern: str, name: str = "") -> str:
+    """``name x.y.z`` from a tool's version output (``name``: the command's own name unless given)."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return f"{argv[0]} ?"
+        return f"{name or argv[0]} ?"
     found = re.search(pattern, proc.stdout + proc.stderr)
-    return f"{os.path.basename(argv[0])} {found.group(1) if found else '?'}"
+    return f"{name or os.path.basename(argv[0])} {found.group(1) if found else '?'}"
 
 
 def machine() -> dict[str, str]:
@@ -84,7 +84,7 @@ def machine() -> dict[str, str]:
                          _tool_version(["nginx", "-v"], r"nginx/(\S+)"),
                          _tool_version(["stunnel4", "-version"], r"stunnel (\S+)"),
                          _tool_version(["wrk", "-v"], r"wrk (\S+)"),
-                         _tool_version([sys.executable, "-m", "uvicorn", "--version"], r"uvicorn (\S+)"),
+                         _tool_version([sys.executable, "-m", "uvicorn", "--version"], r"uvicorn (\S+)", "uvicorn"),
                          _tool_version(["openssl", "version"], r"OpenSSL (\S+)"),
                      ])),
         "python": sys.executable,
