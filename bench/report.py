@@ -92,7 +92,7 @@ GOALS = [
     Goal("keep-alive p99 ≤ the classic stack's", "keepalive_p99_ms", "stack", 1.0),
     Goal("keep-alive p99 ≤ 2× uvicorn's", "keepalive_p99_ms", "uvicorn", 2.0),
     Goal("HTTPS keep-alive ≥ 0.5× uvicorn (Flask vs Starlette)", "keepalive_rps", "uvicorn", 0.5),
-    Goal("(stated) HTTPS keep-alive, bare WSGI callable on monoport ÷ bare ASGI callable on uvicorn",
+    Goal("HTTPS keep-alive, bare WSGI callable on monoport ÷ bare ASGI callable on uvicorn",
          "keepalive_rps", "uvicorn-hello", None, mine="monoport-hello"),
     Goal("≤ 60 KB RSS per idle TLS WebSocket", "idle_kb_per_conn", None, 60),
     Goal("broadcast to every idle client ≤ bare gevent's", "bcast_ms", "bare-nodelay", 1.0),
