@@ -46,7 +46,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev bench/requirements.txt
 	$(PIP) install -q -r bench/requirements.txt
 	touch $@
 
-# Installs stunnel4, haproxy, nginx and wrk itself when missing (apt); about 15 minutes.
+# Installs stunnel4, haproxy, nginx and wrk itself when missing (apt); about 17 minutes on 2 cores.
 docs: setup
 	$(PY) -m monoport.docs --write README.md
 

@@ -3,13 +3,14 @@
 Rounds are interleaved (round r runs the targets in an order rotated by r,
 each started fresh and stopped by pid afterwards), so slow drifts of the
 machine (other processes, thermal, page cache) hit every target alike.
-Everything runs on this machine's loopback: the load clients share the
-cores with the target, as they would on a 2-core CI box.
+Everything runs on this machine's loopback, the target's processes pinned to
+one CPU and the load clients (this process and its children) to another.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -20,8 +21,8 @@ import traceback
 from pathlib import Path
 
 from . import report, system
-from .targets import DEFAULT_TARGETS, RAW_TARGETS, TARGETS, Env, Monoport, monoport_has_forward
-from .workloads import QUICK, SIO_WORKLOADS, Scale, max_clients, raw
+from .targets import DEFAULT_TARGETS, RAW_TARGETS, STORM_TARGETS, TARGETS, Env, Monoport, monoport_has_forward
+from .workloads import QUICK, SIO_WORKLOADS, Scale, max_clients, raw, storm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,8 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def make_certs(tmp: Path) -> tuple[str, str]:
     import trustme
 
-    ca = trustme.CA()
-    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    # ECDSA P-256 for every target (trustme's default, said here so that a change of default shows)
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    leaf = ca.issue_cert("localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA)
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
@@ -52,9 +54,13 @@ def run_rounds(env: Env, classes: dict, workloads: dict, rounds: int, scale: Sca
     for r in range(rounds):
         for name in rotated(list(classes), r):
             target = classes[name](name, env)
+            # the machine's 1-minute load average as each target starts: how busy the shared machine was
+            results[name].setdefault("load1", []).append(os.getloadavg()[0])
             try:
                 target.start()
                 for wname, workload in workloads.items():
+                    if target.only is not None and wname not in target.only:
+                        continue
                     started = time.monotonic()
                     try:
                         metrics = workload(target, scale)
@@ -77,12 +83,15 @@ def run_rounds(env: Env, classes: dict, workloads: dict, rounds: int, scale: Sca
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds, not minutes)")
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                         help="comma-separated, of " + ",".join(TARGETS) + " (default: all but monoport-w2)")
-    parser.add_argument("--workloads", default=",".join(SIO_WORKLOADS) + ",raw,max",
-                        help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max")
+    parser.add_argument("--workloads", default=",".join(SIO_WORKLOADS) + ",raw,max,storm",
+                        help="comma-separated subset of " + ",".join(SIO_WORKLOADS) + ",raw,max,storm")
+    parser.add_argument("--storm-clients", type=int, default=None,
+                        help=f"clients of the reconnect storm (default {Scale().storm_clients}, "
+                             f"{QUICK.storm_clients} with --quick)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where summary.md and the plots go")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
     parser.add_argument("--report-only", action="store_true", help="redraw summary.md and plots from results.json")
@@ -95,12 +104,18 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.monotonic()
     system.ensure_packages()
+    clients_cpus, target_cpus = system.pin_self()
     info = system.machine()
+    info["pinning"] = (f"targets on CPU {','.join(map(str, sorted(target_cpus)))}, load generators on CPU "
+                       f"{','.join(map(str, sorted(clients_cpus)))}"
+                       + (" (one CPU only: not separated)" if clients_cpus == target_cpus else ""))
     scale = QUICK if args.quick else Scale()
+    if args.storm_clients:
+        scale = dataclasses.replace(scale, storm_clients=args.storm_clients)
     chosen = args.workloads.split(",")
     targets = {n: TARGETS[n] for n in args.targets.split(",")}
     tmp = Path(tempfile.mkdtemp(prefix="monoport-bench-"))
-    env = Env(tmp, *make_certs(tmp))
+    env = Env(tmp, *make_certs(tmp), cpus=target_cpus)
     failures: list[str] = []
     say(f"bench: {args.rounds} rounds, targets {', '.join(targets)}, scratch {tmp}")
     try:
@@ -112,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                 raw_rounds = run_rounds(env, RAW_TARGETS, {"raw": raw}, args.rounds, scale, failures)
             else:
                 failures.append("raw: this monoport has no --raw HOST:PORT forwarding yet (row left out)")
+        if "storm" in chosen:
+            # one round (it is long): monoport drains to a peer, bare-nodelay and uvicorn restart
+            storm_classes = {n: c for n, c in STORM_TARGETS.items() if n in targets}
+            for name, found in run_rounds(env, storm_classes, {"storm": storm}, 1, scale, failures).items():
+                rounds.setdefault(name, {}).update({k: v for k, v in found.items() if k != "load1"})
         capacity: dict = {}
         if "max" in chosen:
             found = run_rounds(env, {"monoport": Monoport}, {"max": max_clients}, 1, scale, failures)["monoport"]
@@ -149,12 +169,14 @@ def write_report(out: Path, update_readme: bool = False) -> None:
 
 
 def scale_note(s: Scale) -> str:
-    return (f"wrk 1 thread, {s.wrk_connections} keep-alive connections / {s.handshake_connections} with "
-            f"`Connection: close`, {s.wrk_seconds:g} s each; Socket.IO echo {s.echo_clients} WebSocket clients "
+    return (f"keep-alive: wrk 1 thread, {s.wrk_connections} connections, {s.wrk_seconds:g} s; handshakes "
+            f"(full, resumed): {s.handshake_connections} loops of one TLS connection per `Connection: close` "
+            f"request in {s.loadgen_procs} bench/loadgen.py processes, {s.wrk_seconds:g} s each; Socket.IO echo {s.echo_clients} WebSocket clients "
             f"and polling echo {s.poll_clients} clients, {s.echo_seconds:g} s each, from {s.loadgen_procs} "
             f"load-generator processes (back to back, one message in flight per client); {s.idle_clients} idle "
             f"clients, {s.broadcasts} broadcasts; raw TCP {s.raw_seconds:g} s per direction test; "
-            f"capacity probe up to {s.max_clients} clients. Load clients share the cores with the target.")
+            f"capacity probe up to {s.max_clients} clients; reconnect storm of {s.storm_clients} WebSocket "
+            f"clients from {s.storm_procs} processes, one round.")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,18 @@ packets the workloads use::
     < 2   > 3                 Engine.IO ping / pong
     < 42["news","TAG"]        a broadcast
 
+Mode ``storm`` holds WebSocket clients that reconnect as socket.io-client
+does when their server goes away (first try after 1 s ± 50 %, doubling up to
+5 s, never giving up before ``STORM_GIVE_UP`` s); ``wait`` reports how many
+dropped, how many came back and when the last one did.
+
+Two more modes measure TLS handshakes without wrk (which busy-polls while a
+handshake is pending): ``full`` opens a new TLS connection per request and
+offers no session; ``resumed`` offers the session (TLS 1.3 ticket) its last
+connection received. Each connection sends one ``GET /`` with
+``Connection: close``, reads the response and closes; the same client
+settings for every target, waiting for readability as gevent does.
+
 Protocol with the bench (one JSON object per line on stdout, commands on
 stdin): every mode first connects its clients and prints ``{"ready": n,
 "failed": m}``, then waits for ``go`` (echo, poll) or serves commands (idle:
@@ -25,6 +37,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import json  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
@@ -36,13 +49,16 @@ import gevent  # noqa: E402
 from gevent.fileobject import FileObjectPosix  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
+from bench.backoff import reconnect_delay  # noqa: E402
+
 #: How many clients connect at the same time: enough to keep the target
 #: busy, few enough that no SYN is dropped and retried after a second.
 CONNECT_CONCURRENCY = 32
 CONNECT_TIMEOUT = 60.0
 PAYLOAD = "hello-from-the-bench-0123456789"
 
-_CTX = ssl.create_default_context()
+#: No CA store: nothing is verified, and OpenSSL would still walk the chain against one.
+_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _CTX.check_hostname = False
 _CTX.verify_mode = ssl.CERT_NONE
 
@@ -54,10 +70,10 @@ class ProtocolError(Exception):
 class Conn:
     """One TLS (or clear) connection with a read buffer."""
 
-    def __init__(self, host: str, port: int, tls: bool) -> None:
+    def __init__(self, host: str, port: int, tls: bool, session: ssl.SSLSession | None = None) -> None:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = _CTX.wrap_socket(sock, server_hostname="localhost") if tls else sock
+        self.sock = _CTX.wrap_socket(sock, server_hostname="localhost", session=session) if tls else sock
         self.buf = bytearray()
 
     def fill(self) -> None:
@@ -271,6 +287,91 @@ def run_closed_loop(clients: list, duration: float) -> None:
     emit({"count": len(rtts), "rtts": rtts, "errors": errors[0], "duration": duration})
 
 
+def run_handshakes(args: dict, resume: bool, duration: float) -> None:
+    """``clients`` loops of one TLS connection per request for ``duration`` s; latencies in ms."""
+    rtts: list[float] = []
+    reused, errors = [0], [0]
+    stop_at = time.monotonic() + duration
+    cpu = time.process_time()
+
+    def loop() -> None:
+        session = None
+        while (start := time.monotonic()) < stop_at:
+            try:
+                conn = Conn(args["host"], args["port"], True, session if resume else None)
+                try:
+                    conn.sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    status, _, _ = conn.read_http()
+                    reused[0] += conn.sock.session_reused
+                    session = conn.sock.session
+                finally:
+                    conn.sock.close()
+                if status != 200:
+                    raise ProtocolError(f"status {status}")
+                rtts.append(round((time.monotonic() - start) * 1000, 3))
+            except (OSError, ProtocolError, ValueError):
+                errors[0] += 1
+                gevent.sleep(0.01)
+
+    gevent.joinall([gevent.spawn(loop) for _ in range(args["clients"])])
+    emit({"count": len(rtts), "rtts": rtts, "errors": errors[0], "reused": reused[0], "duration": duration,
+          "client_cpu": time.process_time() - cpu})
+
+
+#: a client still not back this long after its drop has given up (counted as lost)
+STORM_GIVE_UP = 120.0
+
+
+class StormClient:
+    """A WebSocket client that reconnects with socket.io-client's backoff whenever it is dropped."""
+
+    def __init__(self, host: str, port: int, tls: bool) -> None:
+        self.addr = (host, port, tls)
+        self.ws = WSClient(host, port, tls)
+        self.dropped: float | None = None
+        self.back: float | None = None
+        self.down = False
+
+    def run(self) -> None:
+        while True:
+            try:
+                while True:
+                    self.ws.recv()
+            except (OSError, ProtocolError, ValueError):
+                pass
+            self.ws.sock.close()
+            self.down, self.dropped = True, time.time()
+            attempt = 0
+            while time.time() - self.dropped < STORM_GIVE_UP:
+                gevent.sleep(reconnect_delay(attempt, random.random()))
+                attempt += 1
+                try:
+                    self.ws = WSClient(*self.addr)
+                except (OSError, ProtocolError, ValueError):
+                    continue
+                self.down, self.back = False, time.time()
+                break
+            else:
+                return  # gave up: stays down
+
+
+def serve_storm(clients: list, lines) -> None:
+    for client in clients:
+        gevent.spawn(client.run)
+    for line in lines:
+        if line.decode().strip() != "wait":
+            break
+        deadline = time.monotonic() + STORM_GIVE_UP + 10
+        while time.monotonic() < deadline:
+            last_drop = max((c.dropped for c in clients if c.dropped), default=0.0)
+            if not any(c.down for c in clients) and time.time() - last_drop > 1.0:
+                break
+            gevent.sleep(0.1)
+        dropped = [c for c in clients if c.dropped]
+        back = [c.back for c in dropped if not c.down and c.back]
+        emit({"dropped": len(dropped), "back": len(back), "last": max(back) if back else None})
+
+
 def serve_idle(clients: list, lines) -> None:
     for client in clients:
         gevent.spawn(client.listen)
@@ -295,11 +396,18 @@ def main(argv: list[str]) -> None:
     mode, args = argv[0], json.loads(argv[1])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    cls = PollClient if mode == "poll" else WSClient
+    if mode in ("full", "resumed"):
+        emit({"ready": args["clients"], "failed": 0})
+        FileObjectPosix(sys.stdin.fileno(), "rb").readline()  # "go"
+        run_handshakes(args, mode == "resumed", args["duration"])
+        return
+    cls = {"poll": PollClient, "storm": StormClient}.get(mode, WSClient)
     clients, failed = connect_all(cls, args["clients"], args["host"], args["port"], args.get("tls", True))
     emit({"ready": len(clients), "failed": failed})
     lines = FileObjectPosix(sys.stdin.fileno(), "rb")
-    if mode in ("echo", "poll"):
+    if mode == "storm":
+        serve_storm(clients, lines)
+    elif mode in ("echo", "poll"):
         lines.readline()  # "go"
         run_closed_loop(clients, args["duration"])
     else:

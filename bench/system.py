@@ -33,14 +33,34 @@ def ensure_packages() -> None:
                    env=env, stdout=subprocess.DEVNULL)
 
 
-def _tool_version(argv: list[str], pattern: str) -> str:
-    """``name x.y.z`` from a tool's version output."""
+def pin_plan(cpus: set[int]) -> tuple[set[int], set[int]]:
+    """(load generators' CPUs, targets' CPUs): the lowest CPU for the clients, the next for the target.
+
+    On 2 shared cores, wrk busy-polls while a TLS handshake is pending, so a
+    client on the target's core takes CPU from the server it measures. One
+    CPU alone cannot be split: then both get it (and the summary says so).
+    """
+    ordered = sorted(cpus)
+    if len(ordered) < 2:
+        return set(ordered), set(ordered)
+    return {ordered[0]}, {ordered[1]}
+
+
+def pin_self() -> tuple[set[int], set[int]]:
+    """Pin this process (and so the load generators it starts) to the clients' CPU; returns the plan."""
+    clients, targets = pin_plan(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, clients)
+    return clients, targets
+
+
+def _tool_version(argv: list[str], pattern: str, name: str = "") -> str:
+    """``name x.y.z`` from a tool's version output (``name``: the command's own name unless given)."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return f"{argv[0]} ?"
+        return f"{name or argv[0]} ?"
     found = re.search(pattern, proc.stdout + proc.stderr)
-    return f"{os.path.basename(argv[0])} {found.group(1) if found else '?'}"
+    return f"{name or os.path.basename(argv[0])} {found.group(1) if found else '?'}"
 
 
 def machine() -> dict[str, str]:
@@ -51,7 +71,8 @@ def machine() -> dict[str, str]:
     except (OSError, StopIteration):
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    versions = {name: _version(name) for name in ("gevent", "gevent-websocket", "python-socketio", "python-engineio")}
+    versions = {name: _version(name) for name in ("gevent", "gevent-websocket", "python-socketio", "python-engineio",
+                                                "starlette", "uvloop", "httptools", "Flask")}
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GB RAM, Linux {platform.release()}",
@@ -63,6 +84,7 @@ def machine() -> dict[str, str]:
                          _tool_version(["nginx", "-v"], r"nginx/(\S+)"),
                          _tool_version(["stunnel4", "-version"], r"stunnel (\S+)"),
                          _tool_version(["wrk", "-v"], r"wrk (\S+)"),
+                         _tool_version([sys.executable, "-m", "uvicorn", "--version"], r"uvicorn (\S+)", "uvicorn"),
                          _tool_version(["openssl", "version"], r"OpenSSL (\S+)"),
                      ])),
         "python": sys.executable,

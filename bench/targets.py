@@ -11,7 +11,21 @@ Every target serves :mod:`bench.app` over TLS on one port of 127.0.0.1:
   two app processes;
 * ``bare``: one gevent app process serving TLS itself, no detection at all;
 * ``bare-nodelay``: the same with Nagle off, as monoport has it;
+* ``uvicorn``: ``uvicorn[standard]`` (uvloop, httptools, websockets) serving
+  :mod:`bench.asgi_app` (Starlette + python-socketio's AsyncServer), one
+  SSLContext built at start from ``--ssl-keyfile``/``--ssl-certfile``;
 * ``monoport-w2`` (only when named): ``--workers 2`` and its Redis, both cores.
+
+Every peer runs as its users run it: one SSLContext per server (never one
+per connection), Nagle off on the app processes behind HAProxy and nginx (as
+gunicorn sets it), nginx with its documented session cache (tickets are on
+by default in nginx, stunnel and Python's ssl alike). Every process of a
+target is pinned to the targets' CPU (:func:`bench.system.pin_plan`), the
+load generators to the other one.
+
+The keep-alive split (issue 13, "where the time goes") adds targets that
+only run the keep-alive workload: bare callables (:mod:`bench.hello`) served
+by monoport, pywsgi and uvicorn, over TLS and in clear text.
 
 Plus the raw TCP forwarders (monoport ``--raw HOST:PORT`` and HAProxy in TCP
 mode with splicing) in front of :mod:`bench.sink`.
@@ -30,6 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -64,11 +79,20 @@ class Env:
     key: str
     python: str = sys.executable
     root: Path = Path(__file__).resolve().parent.parent
+    #: CPUs every target process is pinned to (None: not pinned)
+    cpus: set[int] | None = None
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")
+        cpus = self.cpus
+
+        def setup() -> None:
+            _raise_nofile()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         return subprocess.Popen(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_raise_nofile)
+                                preexec_fn=setup)
 
     def write(self, name: str, text: str) -> str:
         path = self.tmp / name
@@ -82,6 +106,14 @@ class Target:
     env: Env
     port: int = 0
     procs: list[subprocess.Popen] = field(default_factory=list)
+    #: False: the target serves clear text (the TLS share of the keep-alive split)
+    tls: ClassVar[bool] = True
+    #: the workloads this target runs (None: every one)
+    only: ClassVar[tuple[str, ...] | None] = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -98,8 +130,8 @@ class Target:
     def backends(self) -> tuple[int, int]:
         """Start the web and Socket.IO app processes; return their ports."""
         web, sio = free_port(), free_port()
-        self.run("web", [self.env.python, "-m", "bench.backend", str(web)])
-        self.run("sio", [self.env.python, "-m", "bench.backend", str(sio)])
+        self.run("web", [self.env.python, "-m", "bench.backend", "--nodelay", str(web)])
+        self.run("sio", [self.env.python, "-m", "bench.backend", "--nodelay", str(sio)])
         return web, sio
 
     def wait_ready(self) -> None:
@@ -125,7 +157,7 @@ class Target:
         for path, ok in (("/", (b"200",)), ("/socket.io/?EIO=4&transport=websocket", (b"200", b"400"))):
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw:
-                    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    with (ctx.wrap_socket(raw, server_hostname="localhost") if self.tls else raw) as s:
                         s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
                         if s.recv(100)[9:12] not in ok:
                             return False
@@ -168,6 +200,12 @@ class Target:
                 pass
         return total
 
+    def disrupt(self) -> None:
+        """The reconnect storm's event: the server process restarted on the same port, as its users do."""
+        self.stop()
+        self.launch()
+        self.wait_ready()
+
     def stop(self) -> None:
         """SIGTERM every process we started (by pid), SIGKILL what is left after STOP_GRACE s."""
         everyone = []
@@ -209,20 +247,50 @@ class MonoportWorkers(Target):
     """``--workers 2``: both cores, with the Redis that workers need. Not in the default run."""
 
     def launch(self) -> None:
-        redis_port = free_port()
-        self.run("redis", [redis_server(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(self.env.tmp)])
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.1)
+        redis_port = start_redis(self)
         self.run("monoport", monoport_argv(self.env, self.port, "--workers", "2",
                                            "--redis", f"redis://127.0.0.1:{redis_port}/0"))
+
+
+def start_redis(target: Target) -> int:
+    """A throwaway redis-server for a target's instances; returns its port once it accepts."""
+    redis_port = free_port()
+    target.run("redis", [redis_server(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--dir", str(target.env.tmp)])
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+            return redis_port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.1)
+
+
+class MonoportPair(Target):
+    """Two monoport instances sharing the port (``--reuse-port``) and a Redis: the storm drains one to the other.
+
+    Both are pinned to the target's CPU like every target. The kernel's
+    ``tcp_migrate_req`` is left as the machine has it (0 by default: the
+    drained listener's queued connections are reset and their clients retry).
+    """
+
+    def launch(self) -> None:
+        redis_port = start_redis(self)
+        for name in ("a", "b"):
+            self.run(name, monoport_argv(self.env, self.port, "--reuse-port", "--instance-id", name,
+                                         "--redis", f"redis://127.0.0.1:{redis_port}/0"))
+
+    def disrupt(self) -> None:
+        """SIGTERM instance a (it drains: its Socket.IO clients reconnect to b); returns when a has exited."""
+        first = self.procs[1]
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(STOP_GRACE + 5)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()
 
 
 class Bare(Target):
@@ -235,6 +303,69 @@ class Bare(Target):
 
 class BareNoDelay(Bare):
     flags = ("--nodelay",)
+
+
+class MonoportHello(Target):
+    """monoport serving :func:`bench.hello.wsgi` (no Flask, no Socket.IO)."""
+
+    only = ("keepalive",)
+
+    def launch(self) -> None:
+        argv = monoport_argv(self.env, self.port)
+        argv[argv.index("bench.app:app")] = "bench.hello:wsgi"
+        if not self.tls:
+            i = argv.index("--cert")
+            del argv[i:i + 4]
+            argv += ["--tls", "off"]
+        self.run("monoport", argv)
+
+
+class MonoportHelloClear(MonoportHello):
+    tls = False
+
+
+class BareNoDelayHello(Target):
+    """pywsgi (Nagle off) serving :func:`bench.hello.wsgi`: monoport's bookkeeping is the difference."""
+
+    only = ("keepalive",)
+
+    def launch(self) -> None:
+        tls = [self.env.cert, self.env.key] if self.tls else []
+        self.run("app", [self.env.python, "-m", "bench.backend", "--nodelay", "--app", "bench.hello:wsgi",
+                         str(self.port), *tls])
+
+
+class BareNoDelayHelloClear(BareNoDelayHello):
+    tls = False
+
+
+def uvicorn_argv(env: Env, port: int, app: str, tls: bool = True) -> list[str]:
+    """uvicorn as installed by ``uvicorn[standard]``: it picks uvloop, httptools and websockets itself.
+
+    ``--ssl-keyfile``/``--ssl-certfile`` build one SSLContext at start;
+    asyncio sets TCP_NODELAY on every TCP transport. Warnings only, as monoport.
+    """
+    argv = [env.python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--backlog", "2048"]
+    return argv + (["--ssl-keyfile", env.key, "--ssl-certfile", env.cert] if tls else [])
+
+
+class Uvicorn(Target):
+    def launch(self) -> None:
+        self.run("uvicorn", uvicorn_argv(self.env, self.port, "bench.asgi_app:app"))
+
+
+class UvicornHello(Target):
+    """uvicorn serving :func:`bench.hello.asgi` (no Starlette, no Socket.IO)."""
+
+    only = ("keepalive",)
+
+    def launch(self) -> None:
+        self.run("uvicorn", uvicorn_argv(self.env, self.port, "bench.hello:asgi", self.tls))
+
+
+class UvicornHelloClear(UvicornHello):
+    tls = False
 
 
 HAPROXY_CLASSIC = """\
@@ -288,7 +419,7 @@ class Stack(Target):
 
 
 NGINX = """\
-worker_processes auto;
+worker_processes 1;
 worker_rlimit_nofile {nofile};
 user root;
 daemon off;
@@ -306,6 +437,8 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1d;
         location /socket.io/ {{
             proxy_pass http://sio;
             proxy_http_version 1.1;
@@ -337,10 +470,14 @@ class Nginx(Target):
         self.run("nginx", [nginx(), "-p", str(env.tmp), "-c", conf])
 
 
+#: the keep-alive split: bare callables over TLS and in clear text
+SPLIT_TARGETS = {"monoport-hello": MonoportHello, "monoport-hello-clear": MonoportHelloClear,
+                 "pywsgi-hello": BareNoDelayHello, "pywsgi-hello-clear": BareNoDelayHelloClear,
+                 "uvicorn-hello": UvicornHello, "uvicorn-hello-clear": UvicornHelloClear}
 TARGETS = {"monoport": Monoport, "stack": Stack, "nginx": Nginx, "bare": Bare, "bare-nodelay": BareNoDelay,
-           "monoport-w2": MonoportWorkers}
+           "uvicorn": Uvicorn, **SPLIT_TARGETS, "monoport-w2": MonoportWorkers}
 #: what ``python -m bench`` runs without --targets (monoport-w2 is asked for by name)
-DEFAULT_TARGETS = ["monoport", "stack", "nginx", "bare", "bare-nodelay"]
+DEFAULT_TARGETS = ["monoport", "stack", "nginx", "bare", "bare-nodelay", "uvicorn", *SPLIT_TARGETS]
 
 
 # -- raw TCP forwarders ---------------------------------------------------------
@@ -396,6 +533,8 @@ class HaproxyRaw(RawTarget):
 
 
 RAW_TARGETS = {"monoport": MonoportRaw, "haproxy": HaproxyRaw}
+#: the reconnect storm: monoport drains to a peer, the others restart (stack and nginx: not measured)
+STORM_TARGETS = {"monoport": MonoportPair, "bare-nodelay": BareNoDelay, "uvicorn": Uvicorn}
 
 
 def monoport_has_forward(env: Env) -> bool:

@@ -37,10 +37,12 @@ class Scale:
     raw_seconds: float = 4
     max_clients: int = 10000
     loadgen_procs: int = 2
+    storm_clients: int = 5000
+    storm_procs: int = 4
 
 
 QUICK = Scale(wrk_seconds=2, echo_seconds=2, poll_seconds=2, idle_clients=300, broadcasts=1, raw_seconds=1,
-              max_clients=1000)
+              max_clients=1000, storm_clients=300)
 
 
 # -- wrk ---------------------------------------------------------------------------
@@ -52,33 +54,36 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk(target: Target, scale: Scale, close: bool) -> dict[str, float]:
-    conns = scale.handshake_connections if close else scale.wrk_connections
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{scale.wrk_seconds}s", "--latency", "--timeout", "10s"]
-    if close:
-        argv += ["-H", "Connection: close"]
-    cpu = target.cpu()
-    out = subprocess.run(argv + [f"https://127.0.0.1:{target.port}/"], capture_output=True, text=True,
-                         timeout=scale.wrk_seconds + 60).stdout
-    cpu = target.cpu() - cpu
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+def parse_wrk(out: str) -> dict[str, float]:
+    """wrk's ``--latency`` report -> rate, requests, p50/p99 (ms) and errors (socket errors and non-2xx)."""
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(bad.group(1)) if bad else 0
-    key = "handshake" if close else "keepalive"
-    return {f"{key}_rps": rate, f"{key}_p50_ms": p50, f"{key}_p99_ms": p99, f"{key}_errors": errors,
-            f"{key}_cpu_us": cpu / max(1, requests) * 1e6}
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "p50_ms": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+            "p99_ms": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+            "errors": errors + (int(bad.group(1)) if bad else 0)}
 
 
 def keepalive(target: Target, scale: Scale) -> dict[str, float]:
-    return wrk(target, scale, close=False)
+    """wrk, one thread, kept-alive connections (it never busy-polls here: no handshake is pending)."""
+    argv = ["wrk", "-t1", f"-c{scale.wrk_connections}", f"-d{scale.wrk_seconds}s", "--latency", "--timeout", "10s"]
+    cpu = target.cpu()
+    out = subprocess.run(argv + [target.url], capture_output=True, text=True, timeout=scale.wrk_seconds + 60).stdout
+    cpu = target.cpu() - cpu
+    found = parse_wrk(out)
+    return {"keepalive_rps": found["rps"], "keepalive_p50_ms": found["p50_ms"], "keepalive_p99_ms": found["p99_ms"],
+            "keepalive_errors": found["errors"], "keepalive_cpu_us": cpu_per_op_us(cpu, found["requests"])}
 
 
 def handshake(target: Target, scale: Scale) -> dict[str, float]:
-    return wrk(target, scale, close=True)
+    """Full TLS handshakes: a new connection per request, no session offered."""
+    return closed_loop(target, scale, "full", scale.handshake_connections, scale.wrk_seconds, "handshake", "rps")
+
+
+def resumed(target: Target, scale: Scale) -> dict[str, float]:
+    """Resumed TLS handshakes: each connection offers the session its predecessor got."""
+    return closed_loop(target, scale, "resumed", scale.handshake_connections, scale.wrk_seconds, "resumed", "rps")
 
 
 # -- Socket.IO through the load generator -------------------------------------------
@@ -125,7 +130,9 @@ def _loadgen_limits() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def closed_loop(target: Target, scale: Scale, mode: str, clients: int, seconds: float) -> dict[str, float]:
+def closed_loop(target: Target, scale: Scale, mode: str, clients: int, seconds: float, key: str = "",
+                rate: str = "msgs") -> dict[str, float]:
+    """``clients`` back-to-back loops in the load generators; metrics named ``{key}_{rate}`` etc."""
     gen = Loadgen(target, mode, clients, scale.loadgen_procs, duration=seconds)
     try:
         cpu = target.cpu()
@@ -135,11 +142,27 @@ def closed_loop(target: Target, scale: Scale, mode: str, clients: int, seconds: 
         cpu = target.cpu() - cpu
     finally:
         gen.close()
+    return loop_metrics(key or mode, rate, results, seconds, cpu, clients - gen.connected)
+
+
+def loop_metrics(key: str, rate: str, results: list[dict], seconds: float, cpu: float, missing: int = 0
+                 ) -> dict[str, float]:
+    """The load generators' reports (count, rtts, errors, maybe reused) and the target's CPU seconds -> metrics."""
     rtts = sorted(r for res in results for r in res["rtts"])
     count = sum(res["count"] for res in results)
-    return {f"{mode}_msgs": count / seconds, f"{mode}_p50_ms": _pct(rtts, 50), f"{mode}_p99_ms": _pct(rtts, 99),
-            f"{mode}_errors": sum(res["errors"] for res in results) + clients - gen.connected,
-            f"{mode}_cpu_us": cpu / max(1, count) * 1e6}
+    metrics = {f"{key}_{rate}": count / seconds, f"{key}_p50_ms": _pct(rtts, 50), f"{key}_p99_ms": _pct(rtts, 99),
+               f"{key}_errors": sum(res["errors"] for res in results) + missing,
+               f"{key}_cpu_us": cpu_per_op_us(cpu, count)}
+    if any("reused" in res for res in results):
+        metrics[f"{key}_reused"] = sum(res.get("reused", 0) for res in results) / max(1, count)
+    if any("client_cpu" in res for res in results):
+        metrics[f"{key}_client_cpu_us"] = cpu_per_op_us(sum(res.get("client_cpu", 0.0) for res in results), count)
+    return metrics
+
+
+def cpu_per_op_us(cpu_seconds: float, operations: int) -> float:
+    """The target's CPU time per operation in µs (NaN when nothing was served: no figure, not zero)."""
+    return cpu_seconds / operations * 1e6 if operations > 0 else float("nan")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -186,7 +209,38 @@ def idle(target: Target, scale: Scale) -> dict[str, float]:
             "bcast_ms": statistics.median(times) * 1000, "idle_connected": connected, "bcast_got": got}
 
 
-SIO_WORKLOADS = {"keepalive": keepalive, "handshake": handshake, "echo": ws_echo, "poll": poll_echo, "idle": idle}
+SIO_WORKLOADS = {"keepalive": keepalive, "handshake": handshake, "resumed": resumed, "echo": ws_echo,
+                 "poll": poll_echo, "idle": idle}
+
+
+def storm(target: Target, scale: Scale) -> dict[str, float]:
+    """Socket.IO WebSocket clients over TLS lose their server at once: seconds until every one is back.
+
+    ``target.disrupt()`` is what its users would do: monoport drains one of
+    two instances sharing the port (its clients reconnect to the other);
+    the others are stopped and started again on the same port.
+    """
+    gen = Loadgen(target, "storm", scale.storm_clients, scale.storm_procs)
+    try:
+        connected = gen.connected
+        time.sleep(1)
+        t0 = time.time()
+        target.disrupt()
+        for proc in gen.procs:
+            gen.tell(proc, "wait")
+        reports = [gen.read(p) for p in gen.procs]
+    finally:
+        gen.close()
+    return storm_metrics(t0, reports, scale.storm_clients, connected)
+
+
+def storm_metrics(t0: float, reports: list[dict], tried: int, connected: int) -> dict[str, float]:
+    """The load generators' storm reports -> seconds until the last dropped client was back, and the lost."""
+    dropped = sum(r["dropped"] for r in reports)
+    back = sum(r["back"] for r in reports)
+    last = max((r["last"] for r in reports if r["last"]), default=t0)
+    return {"storm_s": last - t0, "storm_dropped": dropped, "storm_lost": dropped - back + (tried - connected),
+            "storm_clients": connected}
 
 
 # -- raw TCP ----------------------------------------------------------------------
