@@ -1,0 +1,185 @@
+"""Engine.IO v4 / Socket.IO v5 as the protocol documents say, checked with raw clients.
+
+Each test is one rule of socketio/engine.io-protocol or socketio/socket.io-protocol
+(their test suites, ``test-suite/test-suite.js``, send the same requests) that
+python-engineio alone breaks; the README's "Protocol conformance" section names
+them. Raw HTTP (http.client) and raw WebSocket (websocket-client) clients, over
+clear HTTP and TLS on one port (``--plain serve``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import socketio
+import websocket
+
+from tests.clients import RawSio, https_session, sio_client
+from tests.conftest import ROOT, MonoportProcess
+
+APP = ["--app", "tests.apps.echo_app:app"]
+#: a ping interval with a fraction of a second (python-engineio alone advertises 10000)
+INTERVAL = "10.25"
+
+
+class Eio:
+    """A raw Engine.IO client: one HTTP request per connection, or a WebSocket."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext | None) -> None:
+        self.port = port
+        self.ctx = ctx
+
+    def request(self, method: str, query: str, body: bytes | None = None,
+                path: str = "/socket.io/") -> tuple[int, bytes, Any]:
+        import http.client
+
+        if self.ctx is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        else:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        try:
+            conn.request(method, f"{path}?{query}", body=body)
+            response = conn.getresponse()
+            return response.status, response.read(), response.headers
+        finally:
+            conn.close()
+
+    def handshake(self) -> tuple[str, dict]:
+        status, body, _ = self.request("GET", "EIO=4&transport=polling")
+        assert status == 200 and body.startswith(b"0"), body
+        opened = json.loads(body[1:])
+        return opened["sid"], opened
+
+    def poll(self, sid: str) -> tuple[int, bytes]:
+        status, body, _ = self.request("GET", f"EIO=4&transport=polling&sid={sid}")
+        return status, body
+
+    def post(self, sid: str, body: bytes) -> tuple[int, bytes]:
+        status, answer, _ = self.request("POST", f"EIO=4&transport=polling&sid={sid}", body)
+        return status, answer
+
+    def websocket(self, query: str = "EIO=4&transport=websocket", timeout: float = 20) -> websocket.WebSocket:
+        scheme = "ws" if self.ctx is None else "wss"
+        sslopt = {} if self.ctx is None else {"context": self.ctx}
+        return websocket.create_connection(f"{scheme}://127.0.0.1:{self.port}/socket.io/?{query}",
+                                           timeout=timeout, sslopt=sslopt)
+
+    def sessions(self) -> int:
+        """Engine.IO sessions the server holds (its stats page, open to loopback)."""
+        status, body, _ = self.request("GET", "", path="/monoport/stats.json")
+        assert status == 200
+        return json.loads(body)["socketio"]["sessions"]
+
+
+def in_background(call: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``call`` in a thread; the returned function waits for its result (bounded)."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join(30)
+        assert result, "the request did not finish"
+        return result[0]
+
+    return wait
+
+
+def start_server(tmp_path: Path, tls_files: dict[str, str], args: list[str]) -> MonoportProcess:
+    tls = ["--cert", tls_files["localhost"], "--key", tls_files["localhost_key"], "--plain", "serve"]
+    return MonoportProcess(APP + tls + args, tmp_path / "monoport.log").start()
+
+
+def stop_server(server: MonoportProcess) -> None:
+    server.stop()
+    assert "Traceback" not in server.log(), server.log()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tls_files: dict[str, str]) -> Iterator[MonoportProcess]:
+    """One server for the module: pings far apart, so no ping lands in an answer a test reads."""
+    server = start_server(tmp_path_factory.mktemp("conformance"), tls_files,
+                          ["--ping-interval", INTERVAL, "--ping-timeout", "20"])
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(params=["clear", "tls"])
+def eio(request: pytest.FixtureRequest, server: MonoportProcess, client_ctx: ssl.SSLContext) -> Eio:
+    return Eio(server.port, client_ctx if request.param == "tls" else None)
+
+
+def refused_upgrade(client: Eio, query: str) -> int:
+    """The HTTP status a WebSocket handshake for ``query`` gets (101 when it opens)."""
+    try:
+        ws = client.websocket(query, timeout=10)
+    except websocket.WebSocketBadStatusException as exc:
+        return exc.status_code
+    ws.close()
+    return 101
+
+
+# -- 1. pingInterval in milliseconds ---------------------------------------------------------------
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_handshake_advertises_the_ping_interval_in_milliseconds_with_its_fraction(eio, transport):
+    if transport == "polling":
+        _, opened = eio.handshake()
+    else:
+        ws = eio.websocket()
+        opened = json.loads(ws.recv()[1:])
+        ws.close()
+    assert (opened["pingInterval"], opened["pingTimeout"]) == (10250, 20000)
+    assert set(opened) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+
+
+def test_raw_transport_advertises_the_ping_interval_in_milliseconds(server, client_ctx):
+    for tls in (None, client_ctx):
+        raw = RawSio(server.port, tls=tls)
+        try:
+            assert (raw.open["pingInterval"], raw.open["pingTimeout"]) == (10250, 20000)
+        finally:
+            raw.close()
+
+
+# -- the hooks into python-engineio ----------------------------------------------------------------------------------
+def test_the_python_engineio_hooks_are_where_monoport_expects_them():
+    """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
+    import inspect
+
+    import engineio
+    from engineio import base_server, server as eio_server, socket as eio_socket
+
+    assert "self.sockets[sid] = s" in inspect.getsource(eio_server.Server._handle_connect)
+    assert "self.sockets = {}" in inspect.getsource(base_server.BaseServer.__init__)
+    for name in ("_websocket_handler", "send", "receive", "handle_get_request", "close", "schedule_ping"):
+        assert callable(getattr(eio_socket.Socket, name)), name
+    handler = inspect.getsource(eio_socket.Socket._websocket_handler)
+    assert "ws.wait()" in handler and "ws.send(" in handler
+    session = eio_socket.Socket(engineio.Server(async_mode="gevent"), "x")
+    for name in ("queue", "last_ping", "upgrading", "upgraded", "closing", "closed"):
+        assert hasattr(session, name), name
+    assert hasattr(engineio.Server(async_mode="gevent"), "ping_interval_grace_period")
+
+
+def test_check_shows_the_ping_settings(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "monoport", "--check", "--tls", "off", "--bind", "127.0.0.1:0",
+                           *APP, "--ping-interval", "0.3", "--ping-timeout", "0.2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ping interval 0.3s, timeout 0.2s" in done.stdout
+    # an app that sets its own keeps it
+    done = subprocess.run([sys.executable, "-m", "monoport", "--check", "--tls", "off", "--bind", "127.0.0.1:0",
+                           "--app", "tests.apps.fastping_app:app", "--ping-interval", "0.3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "ping interval 1s, timeout 2s" in done.stdout
