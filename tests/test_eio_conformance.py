@@ -151,6 +151,29 @@ def test_raw_transport_advertises_the_ping_interval_in_milliseconds(server, clie
             raw.close()
 
 
+# -- 2. transport missing or unknown -----------------------------------------------------------------
+def test_missing_or_unknown_transport_gets_400_with_a_json_body_and_no_session(eio):
+    before = eio.sessions()
+    for query in ("EIO=4", "EIO=4&transport=abc", "EIO=4&transport="):
+        status, body, headers = eio.request("GET", query)
+        assert status == 400, (query, body)
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"code": 0, "message": "Transport unknown"}
+    # a bad EIO was refused already; it stays so
+    for query in ("transport=polling", "EIO=abc&transport=polling", "EIO=3&transport=polling"):
+        assert eio.request("GET", query)[0] == 400, query
+    assert eio.sessions() <= before
+
+
+def test_websocket_handshake_without_a_valid_transport_or_eio_is_refused_before_101(eio):
+    before = eio.sessions()
+    for query in ("EIO=4", "EIO=4&transport=abc", "EIO=4&transport=polling",
+                  "transport=websocket", "EIO=abc&transport=websocket"):
+        assert refused_upgrade(eio, query) == 400, query
+    assert eio.sessions() <= before
+    assert refused_upgrade(eio, "EIO=4&transport=websocket") == 101
+
+
 # -- the hooks into python-engineio ----------------------------------------------------------------------------------
 def test_the_python_engineio_hooks_are_where_monoport_expects_them():
     """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
