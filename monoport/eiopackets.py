@@ -50,7 +50,11 @@ def payload_error(body: bytes, max_packets: int = 16) -> str | None:
 #: Engine.IO errors as the reference server (Node's engine.io) answers them: HTTP 400 with
 #: ``{"code": N, "message": ...}``, which clients written against it read.
 UNKNOWN_TRANSPORT: Final = (0, "Transport unknown")
+BAD_HANDSHAKE_METHOD: Final = (2, "Bad handshake method")
+BAD_REQUEST: Final = (3, "Bad request")
 UNSUPPORTED_PROTOCOL_VERSION: Final = (5, "Unsupported protocol version")
+#: Methods a client may use on the Engine.IO path (OPTIONS: browsers' CORS preflight).
+METHODS: Final = frozenset(("GET", "POST", "OPTIONS"))
 
 
 def request_error(method: str, query: dict[str, list[str]], transports: Iterable[str],
@@ -67,6 +71,8 @@ def request_error(method: str, query: dict[str, list[str]], transports: Iterable
     if transport not in transports or (upgrade and transport != "websocket"):
         return UNKNOWN_TRANSPORT
     has_sid = bool(query.get("sid"))
+    if method not in METHODS or (method == "POST" and not has_sid):
+        return BAD_REQUEST if has_sid else BAD_HANDSHAKE_METHOD
     if upgrade and not has_sid and query.get("EIO") != ["4"]:
         return UNSUPPORTED_PROTOCOL_VERSION
     return None

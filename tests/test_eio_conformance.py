@@ -174,6 +174,21 @@ def test_websocket_handshake_without_a_valid_transport_or_eio_is_refused_before_
     assert refused_upgrade(eio, "EIO=4&transport=websocket") == 101
 
 
+# -- 3. methods ----------------------------------------------------------------------------------------
+def test_methods_other_than_get_and_post_get_400(eio):
+    sid, _ = eio.handshake()
+    for method in ("PUT", "DELETE", "PATCH"):
+        status, body, _ = eio.request(method, "EIO=4&transport=polling")
+        assert (status, json.loads(body)) == (400, {"code": 2, "message": "Bad handshake method"}), method
+        status, body, _ = eio.request(method, f"EIO=4&transport=polling&sid={sid}")
+        assert (status, json.loads(body)) == (400, {"code": 3, "message": "Bad request"}), method
+    # a POST opens no session
+    assert eio.request("POST", "EIO=4&transport=polling", b"40")[0] == 400
+    # browsers' CORS preflight still reaches python-engineio
+    assert eio.request("OPTIONS", "EIO=4&transport=polling")[0] == 200
+    assert eio.post(sid, b"1")[0] == 200
+
+
 # -- the hooks into python-engineio ----------------------------------------------------------------------------------
 def test_the_python_engineio_hooks_are_where_monoport_expects_them():
     """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
