@@ -88,6 +88,7 @@ class Router:
             rejected = self._check_payload(environ, start_response)
             if rejected is not None:
                 return rejected
+            return self._ok_lowercase(environ, start_response)
         conn = environ.get("monoport.connection")
         if method != "GET" or transport != "polling" or conn is None:
             return self.sio.handle_request(environ, start_response)
@@ -97,6 +98,11 @@ class Router:
             return self.sio.handle_request(environ, start_response)
         finally:
             conn.polling_sid = None
+
+    def _ok_lowercase(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """python-engineio answers a POST it took with ``OK``; the protocol says ``ok``."""
+        body = self.sio.handle_request(environ, start_response)
+        return [b"ok"] if body == [b"OK"] else body
 
     def _refuse(self, environ: dict, start_response: Callable, code: int, message: str) -> Iterable[bytes]:
         """400 with the reference server's JSON body; no session is made."""

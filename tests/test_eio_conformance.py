@@ -189,6 +189,16 @@ def test_methods_other_than_get_and_post_get_400(eio):
     assert eio.post(sid, b"1")[0] == 200
 
 
+# -- 4. ok -----------------------------------------------------------------------------------------------
+def test_a_post_taken_is_answered_ok_in_lower_case(eio):
+    sid, _ = eio.handshake()
+    assert eio.post(sid, b"40") == (200, b"ok")
+    status, body = eio.poll(sid)
+    assert status == 200 and body.startswith(b"40{")
+    assert eio.post(sid, b'42["echo","a"]\x1e42["echo","b"]') == (200, b"ok")
+    assert eio.post(sid, b"1") == (200, b"ok")
+
+
 # -- the hooks into python-engineio ----------------------------------------------------------------------------------
 def test_the_python_engineio_hooks_are_where_monoport_expects_them():
     """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
