@@ -17,6 +17,7 @@ the classes of the app's objects, not python-engineio's code:
 
    - the open packet says ``pingInterval`` in milliseconds, fractions of a
      second included (python-engineio truncates to whole seconds first);
+   - a close packet sent by POST answers the waiting GET with a noop;
 
 The HTTP-level rules (transport, method, ``ok``, malformed POST) are the
 router's (:mod:`monoport.router`); the Socket.IO one (unknown namespace) is
@@ -84,6 +85,13 @@ class ConformingSocket(eio_socket.Socket):
             pkt.data["pingInterval"] = round(interval * 1000)
             pkt.data["pingTimeout"] = round(server.ping_timeout * 1000)
         super().send(pkt)
+
+    # -- long-polling ---------------------------------------------------------
+    def receive(self, pkt: packet.Packet) -> None:
+        if pkt.packet_type == packet.CLOSE and not self.upgraded:
+            # the GET waiting for packets ends with a noop (protocol: "close"), not an empty body
+            self.queue.put(packet.Packet(packet.NOOP))
+        super().receive(pkt)
 
 
 @functools.lru_cache(maxsize=None)

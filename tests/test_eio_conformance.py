@@ -199,6 +199,25 @@ def test_a_post_taken_is_answered_ok_in_lower_case(eio):
     assert eio.post(sid, b"1") == (200, b"ok")
 
 
+# -- 5. close packet by POST ---------------------------------------------------------------------------
+def test_a_close_packet_ends_the_waiting_poll_with_a_noop_and_the_session(eio, server):
+    sid, _ = eio.handshake()
+    waiting = in_background(lambda: eio.poll(sid))
+    time.sleep(0.5)  # the GET is waiting at the server (nothing queued for 10 s)
+    assert eio.post(sid, b"1") == (200, b"ok")
+    assert waiting() == (200, b"6")
+    assert eio.poll(sid)[0] == 400
+    assert eio.post(sid, b"40")[0] == 400
+
+
+def test_a_close_packet_on_a_websocket_closes_it(eio):
+    ws = eio.websocket()
+    assert ws.recv().startswith("0")
+    ws.send("1")
+    assert ws.recv() == ""  # the server closed the WebSocket
+    ws.close()
+
+
 # -- the hooks into python-engineio ----------------------------------------------------------------------------------
 def test_the_python_engineio_hooks_are_where_monoport_expects_them():
     """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
