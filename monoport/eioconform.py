@@ -17,6 +17,8 @@ the classes of the app's objects, not python-engineio's code:
 
    - the open packet says ``pingInterval`` in milliseconds, fractions of a
      second included (python-engineio truncates to whole seconds first);
+   - a ping not answered within ``ping_timeout`` closes the session at that
+     moment (python-engineio's sweeper notices up to ``ping_timeout`` late);
    - a close packet sent by POST answers the waiting GET with a noop;
 
 The HTTP-level rules (transport, method, ``ok``, malformed POST) are the
@@ -85,6 +87,16 @@ class ConformingSocket(eio_socket.Socket):
             pkt.data["pingInterval"] = round(interval * 1000)
             pkt.data["pingTimeout"] = round(server.ping_timeout * 1000)
         super().send(pkt)
+        if pkt.packet_type == packet.PING and self.last_ping and not self.closed:
+            self.server.start_background_task(self._close_unless_pong, self.last_ping)
+
+    # -- heartbeat ------------------------------------------------------------
+    def _close_unless_pong(self, pinged_at: float) -> None:
+        """Close the session ``ping_timeout`` after the ping sent at ``pinged_at``, unless a pong came."""
+        self.server.sleep(self.server.ping_timeout)
+        if self.last_ping == pinged_at and not self.closing and not self.closed:
+            log.info("Engine.IO session %s: no pong within %gs, closed", self.sid, self.server.ping_timeout)
+            self.close(wait=False, abort=False, reason=_reason(self.server, "PING_TIMEOUT"))
 
     # -- long-polling ---------------------------------------------------------
     def receive(self, pkt: packet.Packet) -> None:

@@ -218,6 +218,57 @@ def test_a_close_packet_on_a_websocket_closes_it(eio):
     ws.close()
 
 
+# -- 6. missed pong ------------------------------------------------------------------------------------------------
+#: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
+#: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
+FAST = ["--ping-interval", "0.2", "--ping-timeout", "2"]
+#: when the tests look: past pingInterval + pingTimeout, with room for a loaded machine
+LOOK_AT = 0.2 + 2 + 0.8
+
+
+@pytest.mark.parametrize("scheme", ["clear", "tls"])
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_a_missed_pong_closes_the_session_at_ping_interval_plus_timeout(tmp_path, tls_files, client_ctx,
+                                                                          scheme, transport):
+    server = start_server(tmp_path, tls_files, FAST)
+    try:
+        eio = Eio(server.port, client_ctx if scheme == "tls" else None)
+        began = time.monotonic()
+        if transport == "polling":
+            sid, opened = eio.handshake()
+            assert opened["pingInterval"] == 200
+            time.sleep(max(0.0, LOOK_AT - (time.monotonic() - began)))
+            assert eio.poll(sid)[0] == 400
+        else:
+            ws = eio.websocket(timeout=LOOK_AT)
+            assert json.loads(ws.recv()[1:])["pingInterval"] == 200
+            assert ws.recv() == "2"  # pinged at the interval; never answered
+            closing = ws.recv()  # the close packet, or the end of the WebSocket
+            assert closing in ("1", ""), closing
+            ws.close()
+        server.wait_log("no pong within 2s, closed")
+    finally:
+        stop_server(server)
+
+
+def test_answered_pings_keep_a_polling_session(tmp_path, tls_files):
+    server = start_server(tmp_path, tls_files, FAST)
+    try:
+        eio = Eio(server.port, None)
+        sid, _ = eio.handshake()
+        deadline = time.monotonic() + 4  # two ping timeouts
+        pings = 0
+        while time.monotonic() < deadline:
+            status, body = eio.poll(sid)
+            assert status == 200, body
+            if body == b"2":
+                pings += 1
+                assert eio.post(sid, b"3") == (200, b"ok")
+        assert pings >= 3
+    finally:
+        stop_server(server)
+
+
 # -- the hooks into python-engineio ----------------------------------------------------------------------------------
 def test_the_python_engineio_hooks_are_where_monoport_expects_them():
     """The private names listed in monoport/eioconform.py (its "Hooks" section) still exist."""
