@@ -20,6 +20,9 @@ the classes of the app's objects, not python-engineio's code:
    - a ping not answered within ``ping_timeout`` closes the session at that
      moment (python-engineio's sweeper notices up to ``ping_timeout`` late);
    - a close packet sent by POST answers the waiting GET with a noop;
+   - on a WebSocket, a text message that is not an Engine.IO packet closes
+     the session with one log line (python-engineio raises out of its reader,
+     a traceback).
 
 The HTTP-level rules (transport, method, ``ok``, malformed POST) are the
 router's (:mod:`monoport.router`); the Socket.IO one (unknown namespace) is
@@ -61,6 +64,8 @@ from typing import Any
 import engineio
 from engineio import base_server, packet
 from engineio import socket as eio_socket
+
+from .eiopackets import packet_error
 
 log = logging.getLogger("monoport")
 
@@ -105,6 +110,39 @@ class ConformingSocket(eio_socket.Socket):
             self.queue.put(packet.Packet(packet.NOOP))
         super().receive(pkt)
 
+    # -- WebSocket --------------------------------------------------------------
+    def _websocket_handler(self, ws: Any) -> Any:
+        return super()._websocket_handler(_CheckedWebSocket(ws, self))
+
+
+class _CheckedWebSocket:
+    """python-engineio's WebSocket object, that refuses malformed packets."""
+
+    def __init__(self, ws: Any, session: ConformingSocket) -> None:
+        self._ws = ws
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    def wait(self) -> Any:
+        data = self._ws.wait()
+        if isinstance(data, str):
+            error = packet_error(data)
+            if error:
+                self._refuse(error)
+                return None  # python-engineio ends the session as if the client had closed
+        return data
+
+    def _refuse(self, error: str) -> None:
+        environ = getattr(self._ws, "environ", None) or {}
+        who = environ.get("REMOTE_ADDR", "-")
+        log.warning("bad Engine.IO WebSocket packet from %s (session %s): %s; session closed",
+                    who, self._session.sid, error)
+        conn = environ.get("monoport.connection")
+        if conn is not None:
+            conn.outcome = f"protocol error (engine.io: {error})"
+
 
 @functools.lru_cache(maxsize=None)
 def conforming_class(cls: type) -> type:
@@ -138,6 +176,12 @@ class _ConformingServer:
         for sid, session in value.items():
             table[sid] = session
         self.__dict__["_monoport_sessions"] = table
+
+    def close_session(self, sid: str) -> None:
+        """End session ``sid`` at once (a transport error): its later requests get 400."""
+        session = self.sockets.pop(sid, None)
+        if session is not None and not session.closed:
+            session.close(wait=False, abort=True, reason=_reason(self, "TRANSPORT_ERROR"))
 
 
 def install(sio: Any, ping_interval: float | None = None, ping_timeout: float | None = None) -> None:

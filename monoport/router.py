@@ -85,7 +85,7 @@ class Router:
         if error is not None:
             return self._refuse(environ, start_response, *error)
         if method == "POST" and transport == "polling":
-            rejected = self._check_payload(environ, start_response)
+            rejected = self._check_payload(environ, start_response, (query.get("sid") or [None])[0])
             if rejected is not None:
                 return rejected
             return self._ok_lowercase(environ, start_response)
@@ -115,7 +115,7 @@ class Router:
         start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
-    def _check_payload(self, environ: dict, start_response: Callable) -> Iterable[bytes] | None:
+    def _check_payload(self, environ: dict, start_response: Callable, sid: str | None) -> Iterable[bytes] | None:
         limit = self.sio.eio.max_http_buffer_size
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -126,6 +126,10 @@ class Router:
         body = environ["wsgi.input"].read(length) if length else b""
         error = payload_error(body)
         if error:
+            if sid is not None:  # the protocol: a malformed payload ends the session
+                close = getattr(self.sio.eio, "close_session", None)
+                if close is not None:
+                    close(sid)
             return self._bad(environ, start_response, error, 400)
         environ["wsgi.input"] = io.BytesIO(body)
         return None

@@ -218,6 +218,29 @@ def test_a_close_packet_on_a_websocket_closes_it(eio):
     ws.close()
 
 
+# -- 7. malformed payload ----------------------------------------------------------------------------------
+def test_a_malformed_post_closes_the_session(eio, server):
+    sid, _ = eio.handshake()
+    assert eio.post(sid, b"40") == (200, b"ok")
+    status, body = eio.post(sid, b"abc")
+    assert status == 400, body
+    assert eio.poll(sid)[0] == 400
+    assert eio.post(sid, b"3")[0] == 400
+    server.wait_log("bad Engine.IO polling request")
+
+
+def test_a_malformed_websocket_packet_closes_the_session_with_one_log_line(eio, server):
+    ws = eio.websocket()
+    sid = json.loads(ws.recv()[1:])["sid"]
+    ws.send("40")
+    assert ws.recv().startswith("40{")
+    ws.send("abc")
+    assert ws.recv() == ""  # closed
+    ws.close()
+    log = server.wait_log(f"bad Engine.IO WebSocket packet from 127.0.0.1 (session {sid})")
+    assert "Traceback" not in log
+
+
 # -- 6. missed pong ------------------------------------------------------------------------------------------------
 #: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
 #: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
