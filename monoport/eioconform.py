@@ -20,6 +20,8 @@ the classes of the app's objects, not python-engineio's code:
    - a ping not answered within ``ping_timeout`` closes the session at that
      moment (python-engineio's sweeper notices up to ``ping_timeout`` late);
    - a close packet sent by POST answers the waiting GET with a noop;
+   - a second GET while one is waiting closes the session: the waiting one
+     gets the close packet, the second a 400;
    - on a WebSocket, a text message that is not an Engine.IO packet closes
      the session with one log line (python-engineio raises out of its reader,
      a traceback).
@@ -62,7 +64,7 @@ import logging
 from typing import Any
 
 import engineio
-from engineio import base_server, packet
+from engineio import base_server, exceptions, packet
 from engineio import socket as eio_socket
 
 from .eiopackets import packet_error
@@ -83,6 +85,9 @@ def _reason(server: Any, name: str) -> Any:
 
 class ConformingSocket(eio_socket.Socket):
     """A python-engineio session with the corrections listed in the module docstring."""
+
+    #: GET long-polls of this session being answered right now
+    _polls_waiting = 0
 
     # -- the open packet ------------------------------------------------------
     def send(self, pkt: packet.Packet) -> None:
@@ -109,6 +114,21 @@ class ConformingSocket(eio_socket.Socket):
             # the GET waiting for packets ends with a noop (protocol: "close"), not an empty body
             self.queue.put(packet.Packet(packet.NOOP))
         super().receive(pkt)
+
+    def handle_get_request(self, environ: dict, start_response: Any) -> Any:
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket" or self.upgrading or self.upgraded:
+            return super().handle_get_request(environ, start_response)
+        if self._polls_waiting:
+            # One GET at a time (protocol): the waiting one gets the close packet,
+            # this one a 400 (python-engineio's handle_request answers the error).
+            log.info("Engine.IO session %s: a second GET while one waits, closed", self.sid)
+            self.close(wait=False, abort=False, reason=_reason(self.server, "TRANSPORT_ERROR"))
+            raise exceptions.EngineIOError("duplicate GET long-poll")
+        self._polls_waiting += 1
+        try:
+            return super().handle_get_request(environ, start_response)
+        finally:
+            self._polls_waiting -= 1
 
     # -- WebSocket --------------------------------------------------------------
     def _websocket_handler(self, ws: Any) -> Any:

@@ -241,6 +241,17 @@ def test_a_malformed_websocket_packet_closes_the_session_with_one_log_line(eio, 
     assert "Traceback" not in log
 
 
+# -- 8. two GETs at once -------------------------------------------------------------------------------------
+def test_a_second_get_while_one_waits_closes_the_session(eio):
+    sid, _ = eio.handshake()
+    first = in_background(lambda: eio.poll(sid))
+    time.sleep(0.5)  # the first GET is waiting at the server (nothing queued for 10 s)
+    status, _ = eio.poll(sid)
+    assert status == 400
+    assert first() == (200, b"1")  # the waiting one gets the close packet
+    assert eio.poll(sid)[0] == 400
+
+
 # -- 6. missed pong ------------------------------------------------------------------------------------------------
 #: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
 #: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
