@@ -24,7 +24,9 @@ the classes of the app's objects, not python-engineio's code:
      gets the close packet, the second a 400;
    - on a WebSocket, a text message that is not an Engine.IO packet closes
      the session with one log line (python-engineio raises out of its reader,
-     a traceback).
+     a traceback), and no noop is ever sent: noop only ends a long-poll, and
+     the one python-engineio queues for the poll during an upgrade would
+     otherwise reach the WebSocket after ``5`` when that poll came late.
 
 The HTTP-level rules (transport, method, ``ok``, malformed POST) are the
 router's (:mod:`monoport.router`); the Socket.IO one (unknown namespace) is
@@ -75,6 +77,9 @@ log = logging.getLogger("monoport")
 _DEFAULTS = inspect.signature(base_server.BaseServer.__init__).parameters
 DEFAULT_PING_INTERVAL: float = _DEFAULTS["ping_interval"].default
 DEFAULT_PING_TIMEOUT: float = _DEFAULTS["ping_timeout"].default
+
+#: A noop packet as it travels on a WebSocket.
+NOOP_TEXT = str(packet.NOOP)
 
 
 def _reason(server: Any, name: str) -> Any:
@@ -136,7 +141,7 @@ class ConformingSocket(eio_socket.Socket):
 
 
 class _CheckedWebSocket:
-    """python-engineio's WebSocket object, that refuses malformed packets."""
+    """python-engineio's WebSocket object, minus noops out and malformed packets in."""
 
     def __init__(self, ws: Any, session: ConformingSocket) -> None:
         self._ws = ws
@@ -144,6 +149,11 @@ class _CheckedWebSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ws, name)
+
+    def send(self, message: Any) -> Any:
+        if message == NOOP_TEXT:
+            return None  # only a long-poll needs ending; a WebSocket client gets the app's next packet
+        return self._ws.send(message)
 
     def wait(self) -> Any:
         data = self._ws.wait()

@@ -252,6 +252,30 @@ def test_a_second_get_while_one_waits_closes_the_session(eio):
     assert eio.poll(sid)[0] == 400
 
 
+# -- 9. no noop on the WebSocket after the upgrade -------------------------------------------------------------
+@pytest.mark.parametrize("poll_during_upgrade", [True, False])
+def test_the_first_message_on_the_websocket_after_the_upgrade_is_the_apps(eio, poll_during_upgrade):
+    sid, _ = eio.handshake()
+    assert eio.post(sid, b"40") == (200, b"ok")
+    assert eio.poll(sid)[1].startswith(b"40{")
+    ws = eio.websocket(f"EIO=4&transport=websocket&sid={sid}")
+    try:
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        if poll_during_upgrade:
+            # the client's poll, sent after the probe (as the protocol's test suite does): a noop
+            assert eio.poll(sid) == (200, b"6")
+        ws.send("5")
+        ws.send('421["echo","after the upgrade"]')
+        assert ws.recv() == '431["after the upgrade"]'
+        # HTTP requests of an upgraded session are refused, the WebSocket goes on
+        assert eio.poll(sid)[0] == 400
+        ws.send('422["echo","still"]')
+        assert ws.recv() == '432["still"]'
+    finally:
+        ws.close()
+
+
 # -- 6. missed pong ------------------------------------------------------------------------------------------------
 #: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
 #: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
