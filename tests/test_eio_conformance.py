@@ -276,6 +276,62 @@ def test_the_first_message_on_the_websocket_after_the_upgrade_is_the_apps(eio, p
         ws.close()
 
 
+# -- 10. CONNECT to an unknown namespace ------------------------------------------------------------------------
+INVALID_NAMESPACE = '44/random,{"message":"Invalid namespace"}'
+
+
+def test_connect_to_an_unknown_namespace_gets_invalid_namespace_over_each_transport(eio, server, client_ctx):
+    ws = eio.websocket()
+    try:
+        assert ws.recv().startswith("0")
+        ws.send("40/random,")
+        assert ws.recv() == INVALID_NAMESPACE
+        ws.send("40")  # the session goes on
+        assert ws.recv().startswith("40{")
+    finally:
+        ws.close()
+    sid, _ = eio.handshake()
+    assert eio.post(sid, b"40/random,") == (200, b"ok")
+    assert eio.poll(sid) == (200, INVALID_NAMESPACE.encode())
+    raw = RawSio(server.port, tls=eio.ctx)
+    try:
+        raw.send("40/random,")
+        assert raw.expect(lambda line: line.startswith("44")) == INVALID_NAMESPACE
+    finally:
+        raw.close()
+
+
+def test_python_socketio_client_hears_invalid_namespace(server, tls_files):
+    errors: list[Any] = []
+    http = https_session(tls_files["ca"])
+    client = socketio.Client(http_session=http, reconnection=False)
+    client.on("connect_error", lambda *data: errors.append(data), namespace="/random")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(server.url, namespaces=["/random"], transports=["polling"], wait_timeout=10)
+    client.disconnect()
+    assert errors == [({"message": "Invalid namespace"},)]
+    # the main namespace is unchanged
+    client = sio_client(server.url, tls_files["ca"], ["websocket"])
+    try:
+        assert client.call("echo", "x", timeout=10) == "x"
+    finally:
+        client.disconnect()
+
+
+def test_npm_socketio_client_upgrades_echoes_and_hears_invalid_namespace(server, tls_files):
+    node = shutil.which("node")
+    assert node, "node is missing: run scripts/system-deps.sh"
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=tls_files["ca"], NODE_PATH=str(ROOT / "webapp" / "node_modules"))
+    done = subprocess.run([node, str(ROOT / "tests" / "js" / "conformance_client.js"), server.url],
+                          env=env, capture_output=True, text=True, timeout=60)
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert events == [
+        {"event": "echo", "answer": "through websocket", "transport": "websocket"},
+        {"event": "connect_error", "namespace": "/random", "message": "Invalid namespace"},
+    ]
+
+
 # -- 6. missed pong ------------------------------------------------------------------------------------------------
 #: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
 #: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
