@@ -25,7 +25,7 @@ import socketio
 import websocket
 
 from tests.clients import RawSio, https_session, sio_client
-from tests.conftest import ROOT, MonoportProcess
+from tests.conftest import ROOT, MonoportProcess, wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
 #: a ping interval with a fraction of a second (python-engineio alone advertises 10000)
@@ -74,11 +74,23 @@ class Eio:
         return websocket.create_connection(f"{scheme}://127.0.0.1:{self.port}/socket.io/?{query}",
                                            timeout=timeout, sslopt=sslopt)
 
-    def sessions(self) -> int:
-        """Engine.IO sessions the server holds (its stats page, open to loopback)."""
+    def stats(self) -> dict:
+        """The server's stats page (open to loopback)."""
         status, body, _ = self.request("GET", "", path="/monoport/stats.json")
         assert status == 200
-        return json.loads(body)["socketio"]["sessions"]
+        return json.loads(body)
+
+    def sessions(self) -> int:
+        """Engine.IO sessions the server holds."""
+        return self.stats()["socketio"]["sessions"]
+
+    def poll_waiting(self, sid: str) -> Callable[[], Any]:
+        """Send a GET long-poll from a thread; return once the server holds it (bounded)."""
+        waiting = in_background(lambda: self.poll(sid))
+        wait_for(lambda: any(kind.startswith("polling") for kind in self.stats()["connections"]["by_kind"]),
+                 timeout=20, what="the long-poll to reach the server")
+        time.sleep(0.2)  # from the router into python-engineio's wait
+        return waiting
 
 
 def in_background(call: Callable[[], Any]) -> Callable[[], Any]:
@@ -202,8 +214,7 @@ def test_a_post_taken_is_answered_ok_in_lower_case(eio):
 # -- 5. close packet by POST ---------------------------------------------------------------------------
 def test_a_close_packet_ends_the_waiting_poll_with_a_noop_and_the_session(eio, server):
     sid, _ = eio.handshake()
-    waiting = in_background(lambda: eio.poll(sid))
-    time.sleep(0.5)  # the GET is waiting at the server (nothing queued for 10 s)
+    waiting = eio.poll_waiting(sid)  # nothing is queued for it for 10 s
     assert eio.post(sid, b"1") == (200, b"ok")
     assert waiting() == (200, b"6")
     assert eio.poll(sid)[0] == 400
@@ -244,8 +255,7 @@ def test_a_malformed_websocket_packet_closes_the_session_with_one_log_line(eio, 
 # -- 8. two GETs at once -------------------------------------------------------------------------------------
 def test_a_second_get_while_one_waits_closes_the_session(eio):
     sid, _ = eio.handshake()
-    first = in_background(lambda: eio.poll(sid))
-    time.sleep(0.5)  # the first GET is waiting at the server (nothing queued for 10 s)
+    first = eio.poll_waiting(sid)  # nothing is queued for it for 10 s
     status, _ = eio.poll(sid)
     assert status == 400
     assert first() == (200, b"1")  # the waiting one gets the close packet
@@ -333,11 +343,11 @@ def test_npm_socketio_client_upgrades_echoes_and_hears_invalid_namespace(server,
 
 
 # -- 6. missed pong ------------------------------------------------------------------------------------------------
-#: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 2, 4 s
-#: here), so a session that missed its pong at 2.2 s is still alive at 3 s without monoport
-FAST = ["--ping-interval", "0.2", "--ping-timeout", "2"]
+#: python-engineio's sweeper looks at a lone session every ping_timeout seconds (at 0, 3, 6 s
+#: here), so a session that missed its pong at 3.2 s is still alive at 4.7 s without monoport
+FAST = ["--ping-interval", "0.2", "--ping-timeout", "3"]
 #: when the tests look: past pingInterval + pingTimeout, with room for a loaded machine
-LOOK_AT = 0.2 + 2 + 0.8
+LOOK_AT = 0.2 + 3 + 1.5
 
 
 @pytest.mark.parametrize("scheme", ["clear", "tls"])
@@ -354,13 +364,24 @@ def test_a_missed_pong_closes_the_session_at_ping_interval_plus_timeout(tmp_path
             time.sleep(max(0.0, LOOK_AT - (time.monotonic() - began)))
             assert eio.poll(sid)[0] == 400
         else:
+            # python-engineio checks the pong when it sends, and ends a WebSocket whose
+            # writer was idle for pingInterval + pingTimeout: a packet sent to the client
+            # at 2 s (before the deadline) kept this session until 5.2 s without monoport.
             ws = eio.websocket(timeout=LOOK_AT)
             assert json.loads(ws.recv()[1:])["pingInterval"] == 200
-            assert ws.recv() == "2"  # pinged at the interval; never answered
-            closing = ws.recv()  # the close packet, or the end of the WebSocket
-            assert closing in ("1", ""), closing
+            ws.send("40")
+            heard = [ws.recv(), ws.recv()]
+            assert {heard[0][:3], heard[1][:3]} == {"40{", "2"}, heard  # pinged; never answered
+            time.sleep(max(0.0, 2.0 - (time.monotonic() - began)))
+            ws.send('421["echo","late"]')
+            ws.settimeout(max(0.1, LOOK_AT - (time.monotonic() - began)))
+            while heard[-1] not in ("1", "") or len(heard) < 3:  # the close packet, or the end of the WebSocket
+                try:
+                    heard.append(ws.recv())
+                except (websocket.WebSocketConnectionClosedException, ConnectionError):
+                    heard.append("")
             ws.close()
-        server.wait_log("no pong within 2s, closed")
+        server.wait_log("no pong within 3s, closed")
     finally:
         stop_server(server)
 
@@ -370,7 +391,7 @@ def test_answered_pings_keep_a_polling_session(tmp_path, tls_files):
     try:
         eio = Eio(server.port, None)
         sid, _ = eio.handshake()
-        deadline = time.monotonic() + 4  # two ping timeouts
+        deadline = time.monotonic() + 4  # past a ping timeout, many pings
         pings = 0
         while time.monotonic() < deadline:
             status, body = eio.poll(sid)
