@@ -221,10 +221,11 @@ def install(sio: Any, ping_interval: float | None = None, ping_timeout: float | 
     default) wins over the flag; a line in the log says so.
     """
     eio = sio.eio
-    if not isinstance(eio, engineio.Server):
-        raise TypeError(f"expected an engineio.Server, got {type(eio).__name__}")
     cls = type(eio)
-    if not issubclass(cls, _ConformingServer):
+    if not isinstance(eio, engineio.Server):
+        log.warning("Engine.IO protocol corrections off: the app's Engine.IO server is a %s, "
+                    "not an engineio.Server", cls.__name__)
+    elif not issubclass(cls, _ConformingServer):
         sessions = eio.__dict__.pop("sockets", {})
         eio.__class__ = type(f"Conforming{cls.__name__}", (_ConformingServer, cls), {})
         eio.sockets = sessions
