@@ -82,10 +82,14 @@ DEFAULT_PING_TIMEOUT: float = _DEFAULTS["ping_timeout"].default
 NOOP_TEXT = str(packet.NOOP)
 
 
-def _reason(server: Any, name: str) -> Any:
-    """A disconnect reason of python-engineio (``Server.reason`` exists since 4.11)."""
-    reasons = getattr(server, "reason", None)
-    return getattr(reasons, name, None)
+def _close(session: Any, reason: str, abort: bool) -> None:
+    """``session.close()`` without waiting, giving the app the disconnect ``reason`` (a name of
+    python-engineio's ``Server.reason``, which exists since 4.11) when the version has it."""
+    reasons = getattr(session.server, "reason", None)
+    if reasons is None:
+        session.close(wait=False, abort=abort)
+    else:
+        session.close(wait=False, abort=abort, reason=getattr(reasons, reason))
 
 
 class ConformingSocket(eio_socket.Socket):
@@ -111,7 +115,7 @@ class ConformingSocket(eio_socket.Socket):
         self.server.sleep(self.server.ping_timeout)
         if self.last_ping == pinged_at and not self.closing and not self.closed:
             log.info("Engine.IO session %s: no pong within %gs, closed", self.sid, self.server.ping_timeout)
-            self.close(wait=False, abort=False, reason=_reason(self.server, "PING_TIMEOUT"))
+            _close(self, "PING_TIMEOUT", abort=False)
 
     # -- long-polling ---------------------------------------------------------
     def receive(self, pkt: packet.Packet) -> None:
@@ -127,7 +131,7 @@ class ConformingSocket(eio_socket.Socket):
             # One GET at a time (protocol): the waiting one gets the close packet,
             # this one a 400 (python-engineio's handle_request answers the error).
             log.info("Engine.IO session %s: a second GET while one waits, closed", self.sid)
-            self.close(wait=False, abort=False, reason=_reason(self.server, "TRANSPORT_ERROR"))
+            _close(self, "TRANSPORT_ERROR", abort=False)
             raise exceptions.EngineIOError("duplicate GET long-poll")
         self._polls_waiting += 1
         try:
@@ -211,7 +215,7 @@ class _ConformingServer:
         """End session ``sid`` at once (a transport error): its later requests get 400."""
         session = self.sockets.pop(sid, None)
         if session is not None and not session.closed:
-            session.close(wait=False, abort=True, reason=_reason(self, "TRANSPORT_ERROR"))
+            _close(session, "TRANSPORT_ERROR", abort=True)
 
 
 def install(sio: Any, ping_interval: float | None = None, ping_timeout: float | None = None) -> None:
