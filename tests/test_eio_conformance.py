@@ -436,3 +436,30 @@ def test_check_shows_the_ping_settings(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "ping interval 1s, timeout 2s" in done.stdout
+
+
+# -- the router's request check, pure ------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,query,upgrade,expected", [
+    ("GET", "EIO=4&transport=polling", False, None),
+    ("GET", "EIO=4&transport=websocket", True, None),
+    ("POST", "EIO=4&transport=polling&sid=a.b", False, None),
+    ("OPTIONS", "EIO=4&transport=polling", False, None),
+    ("GET", "EIO=4", False, (0, "Transport unknown")),
+    ("GET", "EIO=4&transport=abc", False, (0, "Transport unknown")),
+    ("GET", "EIO=4&transport=polling", True, (0, "Transport unknown")),
+    ("PUT", "EIO=4&transport=polling", False, (2, "Bad handshake method")),
+    ("POST", "EIO=4&transport=polling", False, (2, "Bad handshake method")),
+    ("DELETE", "EIO=4&transport=polling&sid=a.b", False, (3, "Bad request")),
+    ("GET", "transport=websocket", True, (5, "Unsupported protocol version")),
+    ("GET", "EIO=3&transport=websocket", True, (5, "Unsupported protocol version")),
+    ("GET", "EIO=3&transport=websocket&sid=a.b", True, None),  # python-engineio checks EIO at the handshake only
+])
+def test_request_error_names_what_the_reference_server_would(method, query, upgrade, expected):
+    from urllib.parse import parse_qs
+
+    from monoport.eiopackets import request_error
+
+    assert request_error(method, parse_qs(query), ["polling", "websocket"], upgrade=upgrade) == expected
+    if expected is None and "transport=polling" in query:
+        # a server that offers WebSocket only refuses polling
+        assert request_error(method, parse_qs(query), ["websocket"], upgrade=upgrade) == (0, "Transport unknown")
