@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable
 
 from .config import Config
+from .eioconform import describe_pings
 from .errors import ConfigError
 
 #: extra checks run after the runtime is built and bound: (runtime) -> summary fragment | None
@@ -51,5 +52,7 @@ def run(config: Config) -> int:
     ports = ", ".join(f"{h}:{p}" for h, p in config.bind)
     parts = [f"app {runtime.loaded.description}", f"listen {ports}", f"tls {'on' if runtime.certs else 'off'}",
              f"raw {config.raw}", f"instance {config.instance_id}", f"cluster {config.cluster_name}", *extra]
+    if runtime.sio is not None:
+        parts.append(describe_pings(runtime.sio.eio))
     print("monoport: configuration OK: " + ", ".join(parts))
     return 0

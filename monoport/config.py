@@ -241,6 +241,16 @@ class Config:
         help="largest Socket.IO payload (polling POST, WebSocket message, raw line); sets "
         "python-engineio's max_http_buffer_size (default: its 1000000)",
     )
+    ping_interval: float | None = option(
+        None, "--ping-interval", parse=parse_duration, metavar="SECONDS",
+        help="Engine.IO ping interval, fractions allowed (0.3); advertised to clients in milliseconds; "
+        "an app that set its own keeps it (default: python-engineio's 25)",
+    )
+    ping_timeout: float | None = option(
+        None, "--ping-timeout", parse=parse_duration, metavar="SECONDS",
+        help="how long a client has to answer a ping before its session is closed, fractions allowed; "
+        "an app that set its own keeps it (default: python-engineio's 20)",
+    )
     cors_origin: tuple[str, ...] = option(
         (), "--cors-origin", parse=parse_origin, repeat=True, metavar="ORIGIN",
         help="also accept Socket.IO requests from this origin (repeatable; '*' for any); default: same origin only",

@@ -1,13 +1,22 @@
-"""The root WSGI app: admin pages, Socket.IO paths, then the user's app."""
+"""The root WSGI app: admin pages, Socket.IO paths, then the user's app.
+
+On the Socket.IO paths the router enforces the HTTP side of the Engine.IO v4
+protocol before python-engineio sees a request (see the README, "Protocol
+conformance"): a missing or unknown ``transport`` and a method other than
+GET/POST (OPTIONS stays, for CORS preflights) get 400 with the reference
+server's JSON body and create no session; a malformed POST payload gets 400
+and closes its session; a POST taken is answered ``ok``.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
-from .eiopackets import payload_error
+from .eiopackets import payload_error, request_error
 
 log = logging.getLogger("monoport")
 
@@ -51,6 +60,11 @@ class Router:
         if self.sio is None or not self.is_sio_path(environ.get("PATH_INFO", "")):
             return None
         eio = self.sio.eio
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            error = request_error(environ.get("REQUEST_METHOD", ""), parse_qs(environ.get("QUERY_STRING", "")),
+                                  eio.transports, upgrade=True)
+            if error is not None:  # python-engineio would make a session behind a 101 and drop it
+                return f"Engine.IO: {error[1]}"
         origin = environ.get("HTTP_ORIGIN")
         allowed_of = getattr(eio, "_cors_allowed_origins", None)
         if not origin or eio.cors_allowed_origins == [] or allowed_of is None:
@@ -72,11 +86,15 @@ class Router:
             environ["monoport.transport"] = "websocket"
         if self.flask_app is not None:
             environ["flask.app"] = self.flask_app
-        method = environ.get("REQUEST_METHOD")
+        method = environ.get("REQUEST_METHOD", "")
+        error = request_error(method, query, self.sio.eio.transports)
+        if error is not None:
+            return self._refuse(environ, start_response, *error)
         if method == "POST" and transport == "polling":
-            rejected = self._check_payload(environ, start_response)
+            rejected = self._check_payload(environ, start_response, (query.get("sid") or [None])[0])
             if rejected is not None:
                 return rejected
+            return self._ok_lowercase(environ, start_response)
         conn = environ.get("monoport.connection")
         if method != "GET" or transport != "polling" or conn is None:
             return self.sio.handle_request(environ, start_response)
@@ -87,7 +105,23 @@ class Router:
         finally:
             conn.polling_sid = None
 
-    def _check_payload(self, environ: dict, start_response: Callable) -> Iterable[bytes] | None:
+    def _ok_lowercase(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """python-engineio answers a POST it took with ``OK``; the protocol says ``ok``."""
+        body = self.sio.handle_request(environ, start_response)
+        return [b"ok"] if body == [b"OK"] else body
+
+    def _refuse(self, environ: dict, start_response: Callable, code: int, message: str) -> Iterable[bytes]:
+        """400 with the reference server's JSON body; no session is made."""
+        conn = environ.get("monoport.connection")
+        why = f"{message} ({environ.get('REQUEST_METHOD')} ?{environ.get('QUERY_STRING', '')[:100]})"
+        log.warning("bad Engine.IO request from %s: %s", environ.get("REMOTE_ADDR", "-"), why)
+        if conn is not None:
+            conn.outcome = f"protocol error (engine.io: {message})"
+        body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _check_payload(self, environ: dict, start_response: Callable, sid: str | None) -> Iterable[bytes] | None:
         limit = self.sio.eio.max_http_buffer_size
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -98,6 +132,10 @@ class Router:
         body = environ["wsgi.input"].read(length) if length else b""
         error = payload_error(body)
         if error:
+            if sid is not None:  # the protocol: a malformed payload ends the session
+                close = getattr(self.sio.eio, "close_session", None)
+                if close is not None:
+                    close(sid)
             return self._bad(environ, start_response, error, 400)
         environ["wsgi.input"] = io.BytesIO(body)
         return None

@@ -21,7 +21,8 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, cluster, devcerts, eventrate, flash, load, rawtcp, sioguard, splice
+from . import (__version__, accesslog, appload, cluster, devcerts, eioconform, eventrate, flash, load, rawtcp,
+               sioguard, splice)
 from .admin import Admin
 from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
@@ -183,6 +184,7 @@ class Runtime:
             embed_instance_id(rt.sio, config.instance_id)
             apply_sio_limits(rt.sio, config)
             sioguard.guard(rt.sio)
+            eioconform.install(rt.sio, config.ping_interval, config.ping_timeout)
             sioguard.quiet_unknown_sessions(rt.sio)
             if config.max_events_per_second:
                 rt.event_limiter = eventrate.install(rt.sio, config.max_events_per_second,
@@ -350,8 +352,8 @@ class Runtime:
         )
         if self.sio is not None:
             origins = self.sio.eio.cors_allowed_origins
-            log.info("Socket.IO: max payload %s bytes, CORS %s", self.sio.eio.max_http_buffer_size,
-                     "same origin only" if origins is None else origins)
+            log.info("Socket.IO: max payload %s bytes, CORS %s, %s", self.sio.eio.max_http_buffer_size,
+                     "same origin only" if origins is None else origins, eioconform.describe_pings(self.sio.eio))
         if self.dev_ca:
             log.info("development CA: %s (trust it to browse https://localhost without warnings)", self.dev_ca)
         self.start_cluster()

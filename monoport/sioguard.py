@@ -9,6 +9,10 @@ packet itself is at fault, the session is closed with one warning line.
 When the packet is well-formed the exception is re-raised, so a bug in an
 app's connect handler keeps its traceback. Nothing is checked on the happy
 path: the packet is decoded a second time only after a failure.
+
+The same wrapper answers a CONNECT to a namespace the server does not have as
+the Socket.IO protocol says (:func:`refuse_unknown_namespace`), over every
+transport, raw TCP included.
 """
 
 from __future__ import annotations
@@ -44,6 +48,33 @@ def packet_fault(sio: Any, data: Any) -> str | None:
     return None
 
 
+#: What a CONNECT to a namespace the server does not have gets (the reference server's
+#: CONNECT_ERROR payload; python-socketio sends the bare string "Unable to connect").
+INVALID_NAMESPACE = {"message": "Invalid namespace"}
+
+
+def refuse_unknown_namespace(sio: Any, eio_sid: str, data: Any) -> bool:
+    """Answer a CONNECT to an unknown namespace as the protocol says; True when it was one.
+
+    The test is python-socketio's own (``Server._handle_connect``): a namespace
+    with handlers, a class-based namespace, or one listed in ``namespaces``.
+    """
+    if not (isinstance(data, str) and data[:1] == str(packet.CONNECT)):
+        return False
+    try:
+        pkt = sio.packet_class(encoded_packet=data)
+    except Exception:  # noqa: BLE001 - the guard below reports undecodable packets
+        return False
+    namespace = pkt.namespace or "/"
+    namespaces = getattr(sio, "namespaces", None)
+    if (namespace in sio.handlers or namespace in sio.namespace_handlers
+            or namespaces == "*" or (namespaces and namespace in namespaces)):
+        return False
+    refusal = sio.packet_class(packet.CONNECT_ERROR, data=dict(INVALID_NAMESPACE), namespace=namespace)
+    sio.eio.send(eio_sid, refusal.encode())
+    return True
+
+
 def guard(sio: Any) -> None:
     """Wrap the Engine.IO "message" handler of ``sio`` (see the module docstring)."""
     eio = sio.eio
@@ -52,6 +83,8 @@ def guard(sio: Any) -> None:
         return
 
     def message(eio_sid: str, data: Any) -> Any:
+        if refuse_unknown_namespace(sio, eio_sid, data):
+            return None
         try:
             return original(eio_sid, data)
         except Exception:

@@ -117,7 +117,7 @@ def test_keep_alive_connection_whose_next_request_belongs_to_another_instance(tr
         conn.request("POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"40",
                      headers={"Content-Type": "text/plain;charset=UTF-8"})
         response = conn.getresponse()
-        assert (response.status, response.read()) == (200, b"OK")
+        assert (response.status, response.read()) == (200, b"ok")
         conn.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
         response = conn.getresponse()
         assert response.status == 200 and response.read().startswith(b"40{")  # namespace connected, at a
