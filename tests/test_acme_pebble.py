@@ -1,0 +1,103 @@
+"""Automatic HTTPS against a real ACME CA: Pebble, offline, on loopback.
+
+Pebble's validator is pointed at monoport's serving port (TLS-ALPN-01); its
+mock DNS answers every name with 127.0.0.1. A client that trusts only
+Pebble's root then verifies the certificate monoport serves.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+
+from cryptography import x509
+
+from tests.conftest import ROOT, free_port
+from tests.pebble import challtestsrv, pebble  # noqa: F401 (fixtures)
+
+NAME = "chat.test"
+#: an order against Pebble takes about two seconds; room for a loaded machine
+ISSUE_TIMEOUT = 60.0
+
+
+def acme_args(pebble_server, certs_dir, *names: str) -> list[str]:
+    args = ["--certs-dir", str(certs_dir), "--acme-retry", "1:4", *pebble_server.args()]
+    for name in names or (NAME,):
+        args += ["--acme", name]
+    return args
+
+
+def served_certificate(port: int, ctx: ssl.SSLContext, name: str = NAME) -> x509.Certificate:
+    """Handshake as ``name`` with ``ctx`` (verification on) and return the leaf."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def get(port: int, ctx: ssl.SSLContext, path: str = "/", name: str = NAME) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name) as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return answer
+
+
+def test_certificate_issued_through_tls_alpn_01_on_the_serving_port(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port)
+    server = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    server.wait_log(f"acme: certificate for {NAME} issued by Pebble", timeout=ISSUE_TIMEOUT)
+    log = server.wait_log("acme: certificates reloaded")
+    assert "acme-tls-alpn - sni=chat.test" in log  # Pebble's validator reached the serving port
+    ctx = ca.client_context()
+    cert = served_certificate(port, ctx)  # verifies the chain up to Pebble's root and the name
+    assert "Pebble" in cert.issuer.rfc4514_string()
+    assert get(port, ctx).startswith(b"HTTP/1.1 200")
+    # keys are private to the server's user
+    base = tmp_path / "certs" / "acme"
+    for key in (base / "account.key", base / "certs" / NAME / "key.pem"):
+        assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_restart_reuses_the_stored_certificate_without_ordering_again(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port)
+    first = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    first.wait_log(f"acme: certificate for {NAME} issued", timeout=ISSUE_TIMEOUT)
+    first.wait_log("acme: certificates reloaded")
+    ctx = ca.client_context()
+    serial = served_certificate(port, ctx).serial_number
+    first.stop()
+    orders = ca.orders()
+    assert orders == 1
+    second = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    assert served_certificate(port, ctx).serial_number == serial
+    assert "self-signed" not in second.log()
+    assert "acme: ordering" not in second.log()
+    assert ca.orders() == orders
+
+
+def check(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PORT", None)
+    return subprocess.run([sys.executable, "-m", "monoport", "--check", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+
+
+def test_check_refuses_acme_on_the_production_directory_without_agreeing_to_its_terms(tmp_path):
+    port = str(free_port())
+    refused = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--certs-dir", str(tmp_path))
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--acme-agree-tos" in lines[0], refused.stderr
+    agreed = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--acme-agree-tos",
+                   "--certs-dir", str(tmp_path))
+    assert agreed.returncode == 0, agreed.stderr
+    staging = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--acme-directory", "staging",
+                    "--certs-dir", str(tmp_path))
+    assert staging.returncode == 0, staging.stderr
