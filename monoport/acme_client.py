@@ -388,11 +388,12 @@ class Manager:
     def _answer(self, acme: client.ClientV2, authz: messages.AuthorizationResource, pending: _Order) -> None:
         """Place the answer to one authorization's challenge, then tell the CA to check it."""
         name = authz.body.identifier.value
-        by_type = {type(c.chall): c for c in authz.body.challenges}
-        challb = by_type.get(TLSALPN01) or by_type.get(challenges.HTTP01)
+        by_type = {c.chall.typ: c for c in authz.body.challenges}
+        challb = next((by_type[t] for t in self.config.acme_challenge if t in by_type), None)
         if challb is None:
-            offered = ", ".join(c.chall.typ for c in authz.body.challenges)
-            raise errors.Error(f"no tls-alpn-01 or http-01 challenge offered for {name} (offered: {offered})")
+            offered = ", ".join(by_type)
+            wanted = ", ".join(self.config.acme_challenge)
+            raise errors.Error(f"the CA offers no {wanted} challenge for {name} (offered: {offered})")
         response, validation = challb.response_and_validation(self._account_key)
         if isinstance(challb.chall, TLSALPN01):
             self.challenges.put_tls_alpn(name, validation)

@@ -238,6 +238,11 @@ class Config:
         False, "--acme-agree-tos", switch=True,
         help="agree to the ACME CA's terms of service (required with Let's Encrypt production)",
     )
+    acme_challenge: tuple[str, ...] = option(
+        ("tls-alpn-01", "http-01"), "--acme-challenge", repeat=True, choices=("tls-alpn-01", "http-01"),
+        help="challenge types to answer, in order of preference (repeatable): tls-alpn-01 on the TLS port, "
+        "http-01 on any port that gets clear-text HTTP (e.g. --bind 0.0.0.0:80; needed behind a proxy that ends TLS)",
+    )
     acme_retry: tuple[float, float] = option(
         (60.0, 21600.0), "--acme-retry", parse=parse_retry, metavar="MIN:MAX",
         help="seconds between attempts after a failed order or renewal, doubling from MIN to MAX",

@@ -182,7 +182,7 @@ class Runtime:
         rt.access_log = rt.on_request
         rt.admin = Admin(rt.stats, config.admin_prefix, config.stats_auth)
         rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app,
-                           admin=rt.admin, admin_prefix=config.admin_prefix)
+                           admin=rt.admin, admin_prefix=config.admin_prefix, challenges=rt.challenges)
         rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
         rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
         rt.dispatcher = Dispatcher(rt)

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 
+import pytest
 from cryptography import x509
 
 from tests.conftest import ROOT, free_port
@@ -101,3 +102,22 @@ def test_check_refuses_acme_on_the_production_directory_without_agreeing_to_its_
     staging = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--acme-directory", "staging",
                     "--certs-dir", str(tmp_path))
     assert staging.returncode == 0, staging.stderr
+
+
+@pytest.mark.parametrize("plain", ["redirect", "serve"])
+def test_certificate_issued_through_http_01_on_a_second_bind(monoport, pebble, tmp_path, plain):
+    """The token is answered before the redirect to https (--plain redirect) or before the app (serve)."""
+    port, clear = free_port(), free_port()
+    ca = pebble(tls_port=free_port(), http_port=clear)  # nothing answers TLS-ALPN-01 for this CA
+    server = monoport(acme_args(ca, tmp_path / "certs") + ["--bind", f"127.0.0.1:{clear}", "--plain", plain,
+                                                            "--acme-challenge", "http-01"], port=port)
+    server.wait_log(f"acme: certificate for {NAME} issued by Pebble", timeout=ISSUE_TIMEOUT)
+    log = server.wait_log("acme: certificates reloaded")
+    assert "acme-http-01" in log and "acme-tls-alpn" not in log
+    ctx = ca.client_context()
+    for bound in (port, clear):  # both binds serve the new certificate over TLS
+        assert "Pebble" in served_certificate(bound, ctx).issuer.rfc4514_string()
+    # clear-text requests for anything else still get what --plain says
+    with socket.create_connection(("127.0.0.1", clear), timeout=10) as sock:
+        sock.sendall(b"GET /.well-known/acme-challenge/unknown-token-123456 HTTP/1.1\r\nHost: chat.test\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 301" if plain == "redirect" else b"HTTP/1.1 404")
