@@ -57,6 +57,8 @@ RENEW_REMAINING: Final = 1 / 3
 #: Longest sleep between two looks at the stored files: another process
 #: sharing --certs-dir may have renewed; picking that up costs a stat().
 CHECK_INTERVAL: Final = 5.0
+#: While another process holds the lock (it is ordering), look again this often.
+LOCK_POLL: Final = 1.0
 #: How long one order may take, from new-order to the certificate.
 ORDER_TIMEOUT: Final = 90.0
 #: Validity of the self-signed stand-in served until the first certificate arrives.
@@ -300,7 +302,8 @@ class Manager:
         """One order for ``managed`` under the lock; True when a new certificate was stored."""
         lock = self.store.lock()
         if not lock.acquire():
-            return False  # another process is ordering; its files are picked up after
+            managed.retry_at = self.clock() + LOCK_POLL  # another process is ordering: pick up its files
+            return False
         try:
             if self._load_stored(managed) and self.due_in(managed) > 0:
                 return True  # another process just renewed it
@@ -314,9 +317,9 @@ class Manager:
                 delay = backoff(managed.failures, self.retry_min, self.retry_max)
                 managed.retry_at = self.clock() + delay
                 self._client = None  # a fresh directory, nonce and account next time
-                log.warning("acme: %s %s failed (attempt %d): %s; next attempt in %.0fs, %s", what,
-                            ", ".join(managed.names), managed.failures, managed.last_error, delay,
-                            "keeping the current certificate" if managed.cert else "serving the self-signed one")
+                log.log(self._urgency(managed), "acme: %s %s failed (attempt %d): %s; next attempt in %.0fs, %s",
+                        what, ", ".join(managed.names), managed.failures, managed.last_error, delay,
+                        self._keeping(managed))
                 return False
             managed.failures, managed.last_error, managed.retry_at = 0, None, 0.0
             self._load_stored(managed)
@@ -325,6 +328,23 @@ class Manager:
             return True
         finally:
             lock.release()
+
+    @staticmethod
+    def _urgency(managed: Managed) -> int:
+        """ERROR once less than a sixth of the lifetime is left (half the renewal window spent), else WARNING."""
+        cert = managed.cert
+        if cert is None:
+            return logging.WARNING
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        return logging.ERROR if cert.not_valid_after_utc - _now() < lifetime / 6 else logging.WARNING
+
+    @staticmethod
+    def _keeping(managed: Managed) -> str:
+        if managed.cert is None:
+            return "serving the self-signed one"
+        left = (managed.cert.not_valid_after_utc - _now()).total_seconds()
+        return f"keeping the current certificate (expires in {left:.0f}s)" if left > 0 else \
+            "the current certificate HAS EXPIRED"
 
     # -- the protocol ------------------------------------------------------------------
     def _acme(self) -> client.ClientV2:
@@ -419,6 +439,7 @@ class Manager:
                 "names": list(managed.names),
                 "issuer": _issuer(cert) if cert else "self-signed (waiting for the CA)",
                 "not_after": cert.not_valid_after_utc.isoformat() if cert else None,
+                "expires_in": round((cert.not_valid_after_utc - _now()).total_seconds(), 1) if cert else None,
                 "renew_in": round(self.due_in(managed), 1),
                 "failures": managed.failures,
                 "last_error": managed.last_error,

@@ -7,6 +7,7 @@ Pebble's root then verifies the certificate monoport serves.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -14,9 +15,10 @@ import subprocess
 import sys
 
 import pytest
+import websocket
 from cryptography import x509
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 from tests.pebble import challtestsrv, pebble  # noqa: F401 (fixtures)
 
 NAME = "chat.test"
@@ -59,6 +61,16 @@ def test_certificate_issued_through_tls_alpn_01_on_the_serving_port(monoport, pe
     cert = served_certificate(port, ctx)  # verifies the chain up to Pebble's root and the name
     assert "Pebble" in cert.issuer.rfc4514_string()
     assert get(port, ctx).startswith(b"HTTP/1.1 200")
+    # the stats page, stats.json and metrics show the certificate
+    stats = json.loads(get(port, ctx, "/monoport/stats.json").split(b"\r\n\r\n", 1)[1])
+    [shown] = stats["extra"]["acme"]
+    assert shown["names"] == [NAME] and "Pebble" in shown["issuer"] and shown["failures"] == 0
+    assert shown["not_after"] == cert.not_valid_after_utc.isoformat()
+    assert 0 < shown["renew_in"] < shown["expires_in"]
+    metrics = get(port, ctx, "/monoport/metrics").decode()
+    assert 'monoport_acme_failed_attempts{names="chat.test"} 0.0' in metrics
+    assert 'monoport_acme_certificate_renewal_seconds{names="chat.test"}' in metrics
+    assert "Pebble" in get(port, ctx, "/monoport/stats").decode()
     # keys are private to the server's user
     base = tmp_path / "certs" / "acme"
     for key in (base / "account.key", base / "certs" / NAME / "key.pem"):
@@ -121,3 +133,56 @@ def test_certificate_issued_through_http_01_on_a_second_bind(monoport, pebble, t
     with socket.create_connection(("127.0.0.1", clear), timeout=10) as sock:
         sock.sendall(b"GET /.well-known/acme-challenge/unknown-token-123456 HTTP/1.1\r\nHost: chat.test\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 301" if plain == "redirect" else b"HTTP/1.1 404")
+
+
+def test_short_lived_certificate_is_renewed_while_a_websocket_stays_connected(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port, validity=15)  # renewal due 10 s after issuance
+    server = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    server.wait_log(f"acme: certificate for {NAME} issued", timeout=ISSUE_TIMEOUT)
+    server.wait_log("acme: certificates reloaded")
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(ca.root())
+    ctx = ca.client_context()
+    first = served_certificate(port, ctx)
+    ws = websocket.create_connection(f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+                                     sslopt={"ca_certs": str(root), "server_hostname": NAME},
+                                     host=NAME, origin=f"https://{NAME}", timeout=10)
+    try:
+        assert ws.recv().startswith("0{")
+        wait_for(lambda: server.log().count(f"acme: certificate for {NAME} issued") >= 2, timeout=ISSUE_TIMEOUT,
+                 what=lambda: server.log())
+        assert f"acme: renewing a certificate for {NAME}" in server.log()
+        wait_for(lambda: served_certificate(port, ctx).serial_number != first.serial_number, timeout=10)
+        # the WebSocket opened under the first certificate is still served
+        ws.send("40")
+        for _ in range(10):
+            packet = ws.recv()
+            if packet == "2":
+                ws.send("3")
+                continue
+            assert packet.startswith("40{"), packet
+            break
+        else:
+            raise AssertionError("no Socket.IO CONNECT answer")
+    finally:
+        ws.close()
+    assert ca.orders() >= 2
+
+
+def test_directory_down_at_start_then_up_the_certificate_arrives_after_back_off(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port, start=False)
+    server = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    server.wait_log(f"acme: ordering {NAME} failed (attempt 1)", timeout=ISSUE_TIMEOUT)
+    server.wait_log(f"acme: ordering {NAME} failed (attempt 2)", timeout=ISSUE_TIMEOUT)
+    # meanwhile the self-signed stand-in is served, and TLS keeps working
+    stand_in = served_certificate(port, ssl._create_unverified_context())
+    assert stand_in.issuer == stand_in.subject
+    ca.start()
+    server.wait_log(f"acme: certificate for {NAME} issued by Pebble", timeout=ISSUE_TIMEOUT)
+    server.wait_log("acme: certificates reloaded")
+    assert "Pebble" in served_certificate(port, ca.client_context()).issuer.rfc4514_string()
+    log = server.log()
+    assert "next attempt in 1s" in log and "next attempt in 2s" in log  # doubling from --acme-retry's minimum
+    assert log.count("Traceback") == 0
