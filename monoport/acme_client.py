@@ -458,6 +458,10 @@ def _describe(exc: BaseException) -> str:
     """One line for a failed attempt: the CA's problem document, or the exception."""
     if isinstance(exc, messages.Error):
         return f"{exc.typ or 'error'}: {exc.detail or exc.title or ''}".strip()
+    if isinstance(exc, errors.ValidationError):  # say what the validator saw
+        problems = [f"{authz.body.identifier.value}: {chall.error.typ}: {chall.error.detail}"
+                    for authz in exc.failed_authzrs for chall in authz.body.challenges if chall.error]
+        return "challenge rejected (" + "; ".join(problems or ["no detail"]) + ")"
     text = str(exc).splitlines()[0] if str(exc) else ""
     os_error = re.search(r"\[Errno \d+\] [^'\")]+", text)  # requests nests the socket error deep inside
     if os_error:

@@ -18,6 +18,7 @@ import pytest
 import websocket
 from cryptography import x509
 
+from tests.cluster import APP, redis_server, redis_url  # noqa: F401 (fixtures)
 from tests.conftest import ROOT, free_port, wait_for
 from tests.pebble import challtestsrv, pebble  # noqa: F401 (fixtures)
 
@@ -186,3 +187,32 @@ def test_directory_down_at_start_then_up_the_certificate_arrives_after_back_off(
     log = server.log()
     assert "next attempt in 1s" in log and "next attempt in 2s" in log  # doubling from --acme-retry's minimum
     assert log.count("Traceback") == 0
+
+
+def test_two_workers_sharing_the_certs_dir_order_once(monoport, pebble, redis_url, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port)
+    server = monoport(APP + acme_args(ca, tmp_path / "certs") + ["--workers", "2", "--redis", redis_url,
+                                                                  "--instance-id", "w"], port=port)
+    wait_for(lambda: server.log().count("instance w") >= 2, timeout=20, what=server.log)
+    server.wait_log(f"acme: certificate for {NAME} issued by Pebble", timeout=ISSUE_TIMEOUT)
+    server.wait_log(f"acme: picked up the certificate for {NAME}", timeout=ISSUE_TIMEOUT)  # the other worker
+    ctx = ca.client_context()
+    # new connections spread over both workers (SO_REUSEPORT): each serves the one certificate
+    serials = {served_certificate(port, ctx).serial_number for _ in range(12)}
+    assert len(serials) == 1
+    assert ca.orders() == 1
+    assert server.log().count("acme: ordering a certificate") == 1
+
+
+def test_a_rejected_challenge_is_one_line_and_a_back_off(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=free_port())  # the validator knocks where nobody listens
+    server = monoport(acme_args(ca, tmp_path / "certs") + ["--acme-challenge", "tls-alpn-01"], port=port)
+    log = server.wait_log(f"acme: ordering {NAME} failed (attempt 1)", timeout=ISSUE_TIMEOUT)
+    [line] = [line for line in log.splitlines() if "failed (attempt 1)" in line]
+    assert "next attempt in 1s, serving the self-signed one" in line
+    assert "challenge rejected (chat.test: urn:ietf:params:acme:error:" in line
+    assert "Traceback" not in log
+    stand_in = served_certificate(port, ssl._create_unverified_context())
+    assert stand_in.issuer == stand_in.subject
