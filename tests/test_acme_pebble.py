@@ -61,7 +61,9 @@ def test_certificate_issued_through_tls_alpn_01_on_the_serving_port(monoport, pe
     ctx = ca.client_context()
     cert = served_certificate(port, ctx)  # verifies the chain up to Pebble's root and the name
     assert "Pebble" in cert.issuer.rfc4514_string()
-    assert get(port, ctx).startswith(b"HTTP/1.1 200")
+    answer = get(port, ctx)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"Strict-Transport-Security" not in answer.split(b"\r\n\r\n")[0]  # --hsts is off by default
     # the stats page, stats.json and metrics show the certificate
     stats = json.loads(get(port, ctx, "/monoport/stats.json").split(b"\r\n\r\n", 1)[1])
     [shown] = stats["extra"]["acme"]

@@ -18,6 +18,7 @@ import pytest
 from cryptography import x509
 
 from monoport.acme_challenge import ACME_IDENTIFIER_OID, Challenges, challenge_certificate
+from tests import corpus
 from tests.conftest import free_port
 
 NAME = "chat.test"
@@ -137,3 +138,22 @@ def test_ordinary_hello_sent_in_pieces_is_handshaked_unchanged(monoport, tmp_pat
                 break
             incoming.write(sock.recv(65536))
         assert done and obj.version() in ("TLSv1.3", "TLSv1.2")
+
+
+def test_malformed_client_hello_is_one_line_and_the_listener_goes_on(monoport, tmp_path):
+    server = monoport(acme_args(tmp_path))
+    hello = bytearray(corpus.client_hello(NAME, alpn=["acme-tls/1"]))
+    hello[9 + 34] = 0xFF  # the session id's length now runs past the message
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(bytes(hello))
+        sock.settimeout(10)
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+    log = server.wait_log("TLS handshake failed")
+    assert log.count("TLS handshake failed") == 1 and "Traceback" not in log
+    # the next client is served as usual
+    with handshake(server.port, NAME, ["http/1.1"]) as tls:
+        assert tls.version()
