@@ -284,19 +284,28 @@ class Manager:
     def run(self, sleep: Callable[[float], Any] = time.sleep) -> None:
         """Keep every certificate current, forever (the runtime kills the greenlet)."""
         while True:
-            changed = False
-            for managed in self.certs:
-                if self._load_stored(managed):
-                    changed = True
-                    managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
-                    log.info("acme: picked up the certificate for %s from %s (valid until %s)",
-                             ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc)
-                if self.due_in(managed) <= 0:
-                    changed |= self.attempt(managed)
-            if changed and self.on_change is not None:
-                self.on_change()
+            try:
+                self._round()
+            except Exception:  # a bug here must not end renewals for the life of the process
+                log.exception("acme: unexpected error; trying again in %.0fs", self.retry_min)
+                sleep(self.retry_min)
+                continue
             wait = min([CHECK_INTERVAL] + [max(0.0, self.due_in(m)) for m in self.certs])
             sleep(max(wait, 0.05))
+
+    def _round(self) -> None:
+        """Pick up files other processes wrote, then attempt what is due."""
+        changed = False
+        for managed in self.certs:
+            if self._load_stored(managed):
+                changed = True
+                managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
+                log.info("acme: picked up the certificate for %s from %s (valid until %s)",
+                         ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc)
+            if self.due_in(managed) <= 0:
+                changed |= self.attempt(managed)
+        if changed and self.on_change is not None:
+            self.on_change()
 
     def attempt(self, managed: Managed) -> bool:
         """One order for ``managed`` under the lock; True when a new certificate was stored."""
