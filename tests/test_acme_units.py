@@ -1,18 +1,20 @@
-"""Pure pieces of the ACME manager: when to renew, how long to back off, the shared lock."""
+"""Pure pieces of ACME: when to renew, how long to back off, the shared lock, the flags, the loop."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monoport.acme_client import FileLock, Manager, backoff, renewal_due, stand_in
+from monoport.config import LETSENCRYPT_STAGING, from_sources
+from monoport.errors import ConfigError
 
 
 def cert_valid_for(names, start: dt.datetime, end: dt.datetime) -> x509.Certificate:
@@ -75,7 +77,7 @@ def test_a_bug_in_one_round_is_logged_and_the_loop_goes_on(tmp_path, caplog):
 def test_snapshot_before_the_first_certificate_shows_the_stand_in_and_failures(tmp_path):
     m = manager(tmp_path)
     [(cert_file, key_file)] = m.pairs()
-    cert = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
+    cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["a.test", "www.a.test"]
     assert os.stat(key_file).st_mode & 0o777 == 0o600
@@ -85,3 +87,27 @@ def test_snapshot_before_the_first_certificate_shows_the_stand_in_and_failures(t
     assert shown["names"] == ["a.test", "www.a.test"] and shown["failures"] == 1
     assert shown["issuer"].startswith("self-signed") and shown["not_after"] is None
     assert 0 <= shown["renew_in"] <= 0.1  # the back-off (--acme-retry MIN), not a renewal date
+
+
+def test_acme_flags_parse_names_directories_and_retry_bounds():
+    config, _ = from_sources(["--acme", "Chat.Example.com", "--acme", "a.test,www.a.test", "--acme-directory",
+                              "staging", "--acme-retry", "5:300", "--hsts", "600"], {})
+    assert config.acme == (("chat.example.com",), ("a.test", "www.a.test"))
+    assert config.acme_directory == LETSENCRYPT_STAGING
+    assert config.acme_retry == (5.0, 300.0) and config.hsts == 600
+    assert from_sources([], {})[0].acme_retry == (60.0, 21600.0)  # 1 minute to 6 hours
+    assert from_sources([], {})[0].hsts is None
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--acme", "not a name"], "--acme"),
+    (["--acme", "localhost", "--acme-directory", "staging"], "--acme"),  # a CA issues only for public-looking names
+    (["--acme", "a.test", "--acme-directory", "ftp://x"], "--acme-directory"),
+    (["--acme", "a.test", "--acme-directory", "staging", "--acme-retry", "60:10"], "--acme-retry"),
+    (["--acme", "a.test", "--acme-directory", "staging", "--tls", "off"], "--acme"),
+    (["--acme", "a.test"], "--acme"),  # production without --acme-agree-tos
+])
+def test_bad_acme_flags_are_refused_naming_the_flag(argv, flag):
+    with pytest.raises(ConfigError) as caught:
+        from_sources(argv, {})
+    assert caught.value.flag == flag
