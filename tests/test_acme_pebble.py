@@ -101,8 +101,8 @@ def test_restart_reuses_the_stored_certificate_without_ordering_again(monoport, 
 def check(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("PORT", None)
-    return subprocess.run([sys.executable, "-m", "monoport", "--check", *args], capture_output=True, text=True, check=False,
-                          env=env, cwd=ROOT, timeout=60)
+    return subprocess.run([sys.executable, "-m", "monoport", "--check", *args], capture_output=True, text=True,
+                          check=False, env=env, cwd=ROOT, timeout=60)
 
 
 def test_check_refuses_acme_on_the_production_directory_without_agreeing_to_its_terms(tmp_path):
