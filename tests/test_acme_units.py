@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -111,3 +112,14 @@ def test_bad_acme_flags_are_refused_naming_the_flag(argv, flag):
     with pytest.raises(ConfigError) as caught:
         from_sources(argv, {})
     assert caught.value.flag == flag
+
+
+def test_a_failing_renewal_turns_from_warning_to_error_when_a_sixth_of_the_lifetime_is_left(tmp_path):
+    now = dt.datetime.now(dt.timezone.utc)
+    m = manager(tmp_path)
+    [managed] = m.certs
+    managed.cert = cert_valid_for(["a.test"], now - dt.timedelta(days=60), now + dt.timedelta(days=30))
+    assert m._urgency(managed) == logging.WARNING  # renewal window open, plenty left
+    managed.cert = cert_valid_for(["a.test"], now - dt.timedelta(days=80), now + dt.timedelta(days=10))
+    assert m._urgency(managed) == logging.ERROR
+    assert "expires in" in m._keeping(managed)
