@@ -58,6 +58,12 @@ def _der_octet_string(payload: bytes) -> bytes:
     return bytes([0x04, len(payload)]) + payload
 
 
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """An unencrypted PKCS#8 PEM of ``key`` (written only through :func:`write_private`)."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 def self_signed(names: Sequence[str], validity: dt.timedelta, common_name: str | None = None,
                 critical: Sequence[x509.ExtensionType] = ()) -> tuple[bytes, bytes]:
     """A self-signed EC P-256 certificate for ``names``: (certificate PEM, private key PEM)."""
@@ -77,9 +83,7 @@ def self_signed(names: Sequence[str], validity: dt.timedelta, common_name: str |
     for extension in critical:
         builder = builder.add_extension(extension, critical=True)
     cert = builder.sign(key, hashes.SHA256())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
 
 
 def challenge_certificate(name: str, key_authorization: str) -> tuple[bytes, bytes]:

@@ -30,10 +30,7 @@ no TLS-ALPN-01 challenge class: :class:`TLSALPN01` registers one.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -43,12 +40,12 @@ from typing import Any, Callable, Final
 import josepy as jose
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from . import __version__
-from .acme_challenge import Challenges, self_signed, write_private
+from .acme_challenge import key_pem, write_private
+from .acme_store import Store, stand_in
 
 log = logging.getLogger("monoport")
 
@@ -61,8 +58,6 @@ CHECK_INTERVAL: Final = 5.0
 LOCK_POLL: Final = 1.0
 #: How long one order may take, from new-order to the certificate.
 ORDER_TIMEOUT: Final = 90.0
-#: Validity of the self-signed stand-in served until the first certificate arrives.
-STAND_IN_VALIDITY: Final = dt.timedelta(days=7)
 #: Seconds to wait for a network answer from the directory.
 NETWORK_TIMEOUT: Final = 30
 
@@ -97,86 +92,6 @@ def renewal_due(cert: x509.Certificate) -> dt.datetime:
 def backoff(failures: int, low: float, high: float) -> float:
     """Seconds before attempt ``failures + 1``: ``low`` doubling per failure, at most ``high``."""
     return min(high, low * 2 ** max(0, failures - 1))
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def stand_in(names: tuple[str, ...]) -> tuple[bytes, bytes]:
-    """A self-signed certificate for ``names``: (cert PEM, key PEM)."""
-    return self_signed(names, STAND_IN_VALIDITY)
-
-
-class Store:
-    """The files under ``<certs-dir>/acme``."""
-
-    def __init__(self, certs_dir: str | os.PathLike[str]) -> None:
-        self.base = Path(certs_dir) / "acme"
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.challenges = Challenges(self.base / "challenges")
-        self.lock_path = self.base / "lock"
-        self.state_path = self.base / "state.json"
-
-    def cert_path(self, primary: str) -> Path:
-        return self.base / "certs" / primary / "cert.pem"
-
-    def key_path(self, primary: str) -> Path:
-        return self.base / "certs" / primary / "key.pem"
-
-    def stand_in_paths(self, primary: str) -> tuple[Path, Path]:
-        return self.base / "self-signed" / f"{primary}.pem", self.base / "self-signed" / f"{primary}.key"
-
-    def load_state(self) -> dict[str, Any]:
-        try:
-            state = json.loads(self.state_path.read_text())
-            return state if isinstance(state, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def save_state(self, state: dict[str, Any]) -> None:
-        write_private(self.state_path, json.dumps(state, indent=1, sort_keys=True).encode())
-
-    def account_key(self) -> ec.EllipticCurvePrivateKey:
-        path = self.base / "account.key"
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if isinstance(key, ec.EllipticCurvePrivateKey):
-                return key
-        except (OSError, ValueError):
-            pass
-        key = ec.generate_private_key(ec.SECP256R1())
-        write_private(path, _key_pem(key))
-        return key
-
-    def lock(self) -> "FileLock":
-        return FileLock(self.lock_path)
-
-
-class FileLock:
-    """An exclusive ``flock`` on one file, shared by every process of one --certs-dir."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock if free; False when another process holds it (never blocks the hub)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
 
 
 @dataclass
@@ -387,8 +302,8 @@ class Manager:
     def _order(self, managed: Managed) -> None:
         acme = self._acme()
         key = ec.generate_private_key(ec.SECP256R1())
-        key_pem = _key_pem(key)
-        csr = crypto_util.make_csr(key_pem, list(managed.names))
+        private = key_pem(key)
+        csr = crypto_util.make_csr(private, list(managed.names))
         try:
             order = acme.new_order(csr)
         except messages.Error as exc:
@@ -407,7 +322,7 @@ class Manager:
             for name, token in pending.placed:
                 self.challenges.remove(name=name, token=token)
         state = self.store.load_state()
-        write_private(self.store.key_path(managed.primary), key_pem)
+        write_private(self.store.key_path(managed.primary), private)
         write_private(self.store.cert_path(managed.primary), order.fullchain_pem.encode())
         state.setdefault("certs", {})[managed.primary] = {
             "names": list(managed.names), "directory": self.directory_url, "issued_at": _now().isoformat(),

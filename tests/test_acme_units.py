@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from monoport.acme_client import FileLock, Manager, backoff, renewal_due, stand_in
+from monoport.acme_client import Manager, backoff, renewal_due
+from monoport.acme_store import FileLock, stand_in
 from monoport.config import LETSENCRYPT_STAGING, from_sources
 from monoport.errors import ConfigError
 
