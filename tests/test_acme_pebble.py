@@ -114,6 +114,7 @@ def test_check_refuses_acme_on_the_production_directory_without_agreeing_to_its_
     agreed = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--acme-agree-tos",
                    "--certs-dir", str(tmp_path))
     assert agreed.returncode == 0, agreed.stderr
+    assert "acme chat.example.com from https://acme-v02.api.letsencrypt.org/directory" in agreed.stdout
     staging = check("--bind", f"127.0.0.1:{port}", "--acme", "chat.example.com", "--acme-directory", "staging",
                     "--certs-dir", str(tmp_path))
     assert staging.returncode == 0, staging.stderr
