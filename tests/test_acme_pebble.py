@@ -219,3 +219,19 @@ def test_a_rejected_challenge_is_one_line_and_a_back_off(monoport, pebble, tmp_p
     assert "Traceback" not in log
     stand_in = served_certificate(port, ssl._create_unverified_context())
     assert stand_in.issuer == stand_in.subject
+
+
+def test_an_account_the_ca_forgot_is_registered_again(monoport, pebble, tmp_path):
+    port = free_port()
+    ca = pebble(tls_port=port)
+    first = monoport(acme_args(ca, tmp_path / "certs"), port=port)
+    first.wait_log(f"acme: certificate for {NAME} issued", timeout=ISSUE_TIMEOUT)
+    first.stop()
+    ca.stop()
+    ca.start()  # a new Pebble on the same port: it knows no account
+    second = monoport(acme_args(ca, tmp_path / "certs", NAME, "other.test"), port=port)
+    log = second.wait_log("acme: ordering other.test failed (attempt 1): urn:ietf:params:acme:error:accountDoesNotExist",
+                          timeout=ISSUE_TIMEOUT)
+    assert "acme: ordering a certificate for chat.test" not in log  # the stored one is still used
+    second.wait_log("acme: certificate for other.test issued by Pebble", timeout=ISSUE_TIMEOUT)
+    assert second.log().count("acme: account ") == 1  # registered anew, once
