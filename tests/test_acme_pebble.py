@@ -230,8 +230,8 @@ def test_an_account_the_ca_forgot_is_registered_again(monoport, pebble, tmp_path
     ca.stop()
     ca.start()  # a new Pebble on the same port: it knows no account
     second = monoport(acme_args(ca, tmp_path / "certs", NAME, "other.test"), port=port)
-    log = second.wait_log("acme: ordering other.test failed (attempt 1): urn:ietf:params:acme:error:accountDoesNotExist",
-                          timeout=ISSUE_TIMEOUT)
+    forgotten = "acme: ordering other.test failed (attempt 1): urn:ietf:params:acme:error:accountDoesNotExist"
+    log = second.wait_log(forgotten, timeout=ISSUE_TIMEOUT)
     assert "acme: ordering a certificate for chat.test" not in log  # the stored one is still used
     second.wait_log("acme: certificate for other.test issued by Pebble", timeout=ISSUE_TIMEOUT)
     assert second.log().count("acme: account ") == 1  # registered anew, once
