@@ -179,6 +179,20 @@ def _hello(message: bytes) -> ClientHello:
     return ClientHello(server_name, alpn)
 
 
+def lacks(data: bytes, token: bytes) -> bool:
+    """True when ``data`` holds a whole ClientHello in its first record and ``token`` is nowhere in it.
+
+    A cheap test (one substring search, no parsing) that lets a caller who
+    only cares about one ALPN protocol skip :func:`parse` for every other
+    client. False means "parse to know", never "it is there".
+    """
+    if len(data) < 9 or data[0] != _HANDSHAKE:
+        return False
+    record_end = 5 + int.from_bytes(data[3:5], "big")
+    hello_end = 9 + int.from_bytes(data[6:9], "big")
+    return hello_end <= record_end <= len(data) and token not in data[:hello_end]
+
+
 def parse(data: bytes) -> Result:
     """Parse the ClientHello at the start of ``data`` (bytes as peeked; may be a prefix).
 

@@ -236,7 +236,7 @@ class Dispatcher:
         """
         deadline = time.monotonic() + self.rt.config.handshake_timeout
         try:
-            hello, _ = peek(conn, deadline, clienthello.parse, size=clienthello.MAX_PREFIX)
+            hello, _ = peek(conn, deadline, _validator_hello, size=clienthello.MAX_PREFIX)
         except Silent:
             return False  # the handshake's own deadline ends it
         if not isinstance(hello, clienthello.ClientHello) or hello.alpn != (ACME_TLS_ALPN,):
@@ -354,6 +354,18 @@ class Dispatcher:
 
 class _Done(Exception):
     """The stage already logged the outcome."""
+
+
+#: The ALPN entry a TLS-ALPN-01 validator sends, as it appears on the wire.
+_ACME_ALPN_BYTES: Final = ACME_TLS_ALPN.encode()
+
+
+def _validator_hello(data: bytes) -> Any:
+    """The parsed ClientHello, or False at once when a whole hello does not mention acme-tls/1
+    (most clients: a substring search instead of a parse on every handshake)."""
+    if clienthello.lacks(data, _ACME_ALPN_BYTES):
+        return False
+    return clienthello.parse(data)
 
 
 def _parse_proxy(data: bytes) -> Any:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monoport.clienthello import MAX_HELLO, MAX_PREFIX, ClientHello, Unparseable, parse
+from monoport.clienthello import MAX_HELLO, MAX_PREFIX, ClientHello, Unparseable, lacks, parse
 from monoport.sniff import NEED_MORE
 from tests import corpus
 
@@ -121,3 +121,14 @@ def test_a_real_hello_with_one_byte_changed_never_raises(position, value):
     hello[position % len(hello)] = value
     result = parse(bytes(hello))
     assert result is NEED_MORE or isinstance(result, (ClientHello, Unparseable))
+
+
+def test_lacks_is_true_only_for_a_whole_hello_without_the_token():
+    acme = corpus.client_hello("a.test", alpn=["acme-tls/1"])
+    plain = corpus.client_hello("a.test", alpn=["h2", "http/1.1"])
+    assert lacks(plain, b"acme-tls/1")
+    assert not lacks(acme, b"acme-tls/1")
+    for end in range(len(plain)):  # a prefix: parse to know
+        assert not lacks(plain[:end], b"acme-tls/1")
+    assert not lacks(split_records(plain, 100), b"acme-tls/1")  # several records: parse to know
+    assert not lacks(b"GET / HTTP/1.1\r\n\r\n", b"acme-tls/1")
