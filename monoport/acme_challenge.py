@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Final, Sequence
 
@@ -141,6 +142,23 @@ class Challenges:
             self._tls_path(name).unlink(missing_ok=True)
         if token is not None and _TOKEN.match(token):
             self._http_path(token).unlink(missing_ok=True)
+
+    def prune(self, older_than: float, now: float | None = None) -> int:
+        """Remove answers left by an order that never finished (a process killed mid-order).
+
+        Only files older than ``older_than`` seconds go: another process
+        sharing the directory may be in the middle of its own order.
+        """
+        now = time.time() if now is None else now
+        removed = 0
+        for path in self.directory.glob("*.*-01*"):
+            try:
+                if now - path.stat().st_mtime > older_than:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                pass
+        return removed
 
     # -- the answering side --------------------------------------------------------
     def tls_alpn_path(self, name: str | None) -> Path | None:

@@ -212,6 +212,7 @@ class Manager:
     def _round(self) -> None:
         """Pick up files other processes wrote, then attempt what is due."""
         changed = False
+        self.challenges.prune(older_than=2 * ORDER_TIMEOUT)
         for managed in self.certs:
             if self._load_stored(managed):
                 changed = True

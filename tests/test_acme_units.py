@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from monoport.acme_challenge import Challenges
 from monoport.acme_client import Manager, backoff, renewal_due
 from monoport.acme_store import FileLock, stand_in
 from monoport.config import LETSENCRYPT_STAGING, from_sources
@@ -124,3 +126,17 @@ def test_a_failing_renewal_turns_from_warning_to_error_when_a_sixth_of_the_lifet
     managed.cert = cert_valid_for(["a.test"], now - dt.timedelta(days=80), now + dt.timedelta(days=10))
     assert m._urgency(managed) == logging.ERROR
     assert "expires in" in m._keeping(managed)
+
+
+def test_challenge_answers_left_by_an_unfinished_order_are_pruned_fresh_ones_kept(tmp_path):
+    challenges = Challenges(tmp_path)
+    challenges.put_tls_alpn("old.test", "token.thumbprint")
+    challenges.put_http("T" * 43, "T" * 43 + ".thumbprint")
+    challenges.put_tls_alpn("new.test", "token.thumbprint")
+    long_ago = time.time() - 3600
+    for path in (challenges.tls_alpn_path("old.test"), tmp_path / f"{'T' * 43}.http-01"):
+        os.utime(path, (long_ago, long_ago))
+    assert challenges.prune(older_than=180) == 2
+    assert challenges.tls_alpn_path("old.test") is None
+    assert challenges.http_answer("/.well-known/acme-challenge/" + "T" * 43) is None
+    assert challenges.tls_alpn_path("new.test") is not None
