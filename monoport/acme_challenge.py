@@ -32,7 +32,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Final, Sequence
+from typing import Any, Final, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -49,6 +49,8 @@ HTTP_PREFIX: Final = "/.well-known/acme-challenge/"
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 #: An ACME token: base64url (RFC 8555 section 8.1), at least 128 bits of entropy.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+#: How long a challenge answer stays in Redis if its order never removes it, in seconds.
+SHARED_TTL: Final = 600.0
 #: How long a challenge certificate is valid; the validator only checks the extension.
 CHALLENGE_VALIDITY: Final = dt.timedelta(days=7)
 
@@ -115,9 +117,11 @@ def write_private(path: Path, data: bytes) -> None:
 class Challenges:
     """Pending challenges, kept as files under ``directory`` (shared by processes)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], shared: Any = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        #: a :class:`monoport.acme_redis.RedisShare` (instances on other hosts), or None
+        self.shared = shared
 
     def _tls_path(self, name: str) -> Path:
         return self.directory / f"{name}.tls-alpn-01.pem"
@@ -131,17 +135,25 @@ class Challenges:
             raise ValueError(f"not a DNS name: {name!r}")
         cert_pem, key_pem = challenge_certificate(name, key_authorization)
         write_private(self._tls_path(name), cert_pem + key_pem)
+        if self.shared is not None:
+            self.shared.put_challenge("tls-alpn-01", name, cert_pem + key_pem, SHARED_TTL)
 
     def put_http(self, token: str, key_authorization: str) -> None:
         if not _TOKEN.match(token):
             raise ValueError(f"not an ACME token: {token!r}")
         write_private(self._http_path(token), key_authorization.encode("ascii"))
+        if self.shared is not None:
+            self.shared.put_challenge("http-01", token, key_authorization.encode("ascii"), SHARED_TTL)
 
     def remove(self, name: str | None = None, token: str | None = None) -> None:
         if name is not None and valid_name(name):
             self._tls_path(name).unlink(missing_ok=True)
+            if self.shared is not None:
+                self.shared.delete_challenge("tls-alpn-01", name)
         if token is not None and _TOKEN.match(token):
             self._http_path(token).unlink(missing_ok=True)
+            if self.shared is not None:
+                self.shared.delete_challenge("http-01", token)
 
     def prune(self, older_than: float, now: float | None = None) -> int:
         """Remove answers left by an order that never finished (a process killed mid-order).
@@ -166,7 +178,17 @@ class Challenges:
         if not valid_name(name):
             return None
         path = self._tls_path(name)  # type: ignore[arg-type]
-        return path if path.is_file() else None
+        if path.is_file():
+            return path
+        if self.shared is None:
+            return None
+        pem = self.shared.get_challenge("tls-alpn-01", name)
+        if pem is None:
+            return None
+        # placed by an instance on another host; ssl loads certificates from files only
+        copy = self.directory / f".shared-{name}.pem"
+        write_private(copy, pem)
+        return copy
 
     def http_answer(self, path: str) -> bytes | None:
         """The body for a GET of ``path`` when it names a pending HTTP-01 token, else None."""
@@ -178,4 +200,5 @@ class Challenges:
         try:
             return self._http_path(token).read_bytes()
         except OSError:
-            return None
+            pass
+        return self.shared.get_challenge("http-01", token) if self.shared is not None else None

@@ -61,6 +61,8 @@ LOCK_POLL: Final = 1.0
 ORDER_TIMEOUT: Final = 90.0
 #: Seconds to wait for a network answer from the directory.
 NETWORK_TIMEOUT: Final = 30
+#: Expiry of the Redis order lock: longer than any order, so only a holder that died leaves it to expire.
+REDIS_LOCK_SECONDS: Final = 2 * ORDER_TIMEOUT + NETWORK_TIMEOUT
 
 
 class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
@@ -125,9 +127,11 @@ class Manager:
     """Orders and renews every ``--acme`` certificate of one process."""
 
     def __init__(self, config: Any, on_change: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shared: Any = None) -> None:
         self.config = config
-        self.store = Store(config.certs_dir)
+        #: a :class:`monoport.acme_redis.RedisShare` when instances on other hosts share the work, or None
+        self.shared = shared
+        self.store = Store(config.certs_dir, shared)
         self.challenges = self.store.challenges
         self.directory_url: str = config.acme_directory
         self.retry_min, self.retry_max = config.acme_retry
@@ -214,6 +218,8 @@ class Manager:
         changed = False
         self.challenges.prune(older_than=2 * ORDER_TIMEOUT)
         for managed in self.certs:
+            if self.shared is not None:
+                self._pull(managed)
             if self._load_stored(managed):
                 changed = True
                 managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
@@ -230,7 +236,15 @@ class Manager:
         if not lock.acquire():
             managed.retry_at = self.clock() + LOCK_POLL  # another process is ordering: pick up its files
             return False
+        token = None
         try:
+            if self.shared is not None:
+                self._pull(managed)
+                if not (self._load_stored(managed) and self.due_in(managed) > 0):
+                    token = self.shared.acquire(REDIS_LOCK_SECONDS)
+                    if token is None:  # an instance on another host is ordering (or Redis is away)
+                        managed.retry_at = self.clock() + LOCK_POLL
+                        return False
             if self._load_stored(managed) and self.due_in(managed) > 0:
                 return True  # another process just renewed it
             what = "renewing" if managed.cert is not None else "ordering"
@@ -249,11 +263,38 @@ class Manager:
                 return False
             managed.failures, managed.last_error, managed.retry_at = 0, None, 0.0
             self._load_stored(managed)
+            if self.shared is not None:
+                self._push(managed)
             log.info("acme: certificate for %s issued by %s, valid until %s", ", ".join(managed.names),
                      _issuer(managed.cert), managed.cert.not_valid_after_utc if managed.cert else "?")
             return True
         finally:
+            if token is not None:
+                self.shared.release(token)
             lock.release()
+
+    # -- sharing through Redis ------------------------------------------------------------
+    def _push(self, managed: Managed) -> None:
+        """Offer the certificate just stored to the instances on other hosts."""
+        self.shared.put_cert(managed.primary, {
+            "cert": self.store.cert_path(managed.primary).read_text(),
+            "key": self.store.key_path(managed.primary).read_text(),
+            "directory": self.directory_url, "names": list(managed.names),
+        })
+
+    def _pull(self, managed: Managed) -> None:
+        """Store a newer certificate another host put in Redis; :meth:`_load_stored` then serves it."""
+        record = self.shared.get_cert(managed.primary)
+        if not record or record.get("directory") != self.directory_url or record.get("names") != list(managed.names):
+            return
+        try:
+            cert = x509.load_pem_x509_certificate(record["cert"].encode())
+        except (KeyError, ValueError, AttributeError):
+            return
+        if managed.cert is not None and cert.not_valid_after_utc <= managed.cert.not_valid_after_utc:
+            return
+        self.store.save_cert(managed.primary, managed.names, self.directory_url, record["key"].encode(),
+                             record["cert"].encode())
 
     @staticmethod
     def _urgency(managed: Managed) -> int:
@@ -323,13 +364,8 @@ class Manager:
         finally:
             for name, token in pending.placed:
                 self.challenges.remove(name=name, token=token)
-        state = self.store.load_state()
-        write_private(self.store.key_path(managed.primary), private)
-        write_private(self.store.cert_path(managed.primary), order.fullchain_pem.encode())
-        state.setdefault("certs", {})[managed.primary] = {
-            "names": list(managed.names), "directory": self.directory_url, "issued_at": _now().isoformat(),
-        }
-        self.store.save_state(state)
+        self.store.save_cert(managed.primary, managed.names, self.directory_url, private,
+                             order.fullchain_pem.encode())
 
     def _answer(self, acme: client.ClientV2, authz: messages.AuthorizationResource, pending: _Order) -> None:
         """Place the answer to one authorization's challenge, then tell the CA to check it."""

@@ -39,10 +39,10 @@ def stand_in(names: tuple[str, ...]) -> tuple[bytes, bytes]:
 class Store:
     """The files under ``<certs-dir>/acme``."""
 
-    def __init__(self, certs_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, certs_dir: str | os.PathLike[str], shared: Any = None) -> None:
         self.base = Path(certs_dir) / "acme"
         self.base.mkdir(parents=True, exist_ok=True)
-        self.challenges = Challenges(self.base / "challenges")
+        self.challenges = Challenges(self.base / "challenges", shared)
         self.lock_path = self.base / "lock"
         self.state_path = self.base / "state.json"
 
@@ -64,6 +64,17 @@ class Store:
 
     def save_state(self, state: dict[str, Any]) -> None:
         write_private(self.state_path, json.dumps(state, indent=1, sort_keys=True).encode())
+
+    def save_cert(self, primary: str, names: tuple[str, ...], directory: str, key: bytes, chain: bytes) -> None:
+        """Store an issued certificate: the key first, then the chain (its mtime is what others watch)."""
+        write_private(self.key_path(primary), key)
+        write_private(self.cert_path(primary), chain)
+        state = self.load_state()
+        state.setdefault("certs", {})[primary] = {
+            "names": list(names), "directory": directory,
+            "stored_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        }
+        self.save_state(state)
 
     def account_key(self) -> ec.EllipticCurvePrivateKey:
         path = self.base / "account.key"

@@ -38,6 +38,9 @@ from .wsgi import DRAIN_IDLE_GRACE, Handler, Networks, make_wsgi_server
 
 log = logging.getLogger("monoport")
 
+#: Prefix of the ACME keys in --redis (the lock, challenges, certificates): one namespace per cluster.
+ACME_REDIS_PREFIX = "monoport:"
+
 #: python-engineio's default max_http_buffer_size, for WebSockets when there is no Socket.IO server
 DEFAULT_MAX_PAYLOAD = 1_000_000
 
@@ -206,7 +209,12 @@ class Runtime:
             if self.acme is None:
                 from .acme_client import Manager  # the acme package loads only when asked for
 
-                self.acme = Manager(self.config, on_change=lambda: self.reload("acme"))
+                shared = None
+                if self.config.redis:  # instances on other hosts order once with us and answer our challenges
+                    from .acme_redis import RedisShare
+
+                    shared = RedisShare(self.config.redis, prefix=ACME_REDIS_PREFIX)
+                self.acme = Manager(self.config, on_change=lambda: self.reload("acme"), shared=shared)
                 self.challenges = self.acme.challenges
                 self.stats.sources["acme"] = self.acme.snapshot
             pairs = [Pair(c, k) for c, k in self.acme.pairs()] + pairs

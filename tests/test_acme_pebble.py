@@ -235,3 +235,24 @@ def test_an_account_the_ca_forgot_is_registered_again(monoport, pebble, tmp_path
     assert "acme: ordering a certificate for chat.test" not in log  # the stored one is still used
     second.wait_log("acme: certificate for other.test issued by Pebble", timeout=ISSUE_TIMEOUT)
     assert second.log().count("acme: account ") == 1  # registered anew, once
+
+
+def test_instances_on_two_hosts_sharing_redis_order_once_and_answer_each_others_challenges(
+        monoport, pebble, redis_url, tmp_path):
+    """Different --certs-dir (as on two hosts), one Redis: the validator reaches only B, A orders."""
+    port_a, port_b = free_port(), free_port()
+    ca = pebble(tls_port=port_b, start=False)
+    common = APP + ["--redis", redis_url, "--acme", NAME, *ca.args()]
+    b = monoport(common + ["--certs-dir", str(tmp_path / "b"), "--acme-retry", "3600:3600", "--instance-id", "b"],
+                 port=port_b)
+    b.wait_log(f"acme: ordering {NAME} failed (attempt 1)", timeout=ISSUE_TIMEOUT)  # B now waits an hour
+    a = monoport(common + ["--certs-dir", str(tmp_path / "a"), "--acme-retry", "1:2", "--instance-id", "a"],
+                 port=port_a)
+    ca.start()
+    a.wait_log(f"acme: certificate for {NAME} issued by Pebble", timeout=ISSUE_TIMEOUT)
+    assert f"closed after the acme tls-alpn-01 challenge answer for {NAME}" in b.log()  # B answered A's challenge
+    b.wait_log(f"acme: picked up the certificate for {NAME}", timeout=ISSUE_TIMEOUT)
+    b.wait_log("acme: certificates reloaded")
+    ctx = ca.client_context()
+    assert served_certificate(port_a, ctx).serial_number == served_certificate(port_b, ctx).serial_number
+    assert ca.log.read_text().count("Issued certificate serial") == 1

@@ -16,9 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from monoport.acme_challenge import Challenges
 from monoport.acme_client import Manager, backoff, renewal_due
+from monoport.acme_redis import RedisShare
 from monoport.acme_store import FileLock, stand_in
 from monoport.config import LETSENCRYPT_STAGING, from_sources
 from monoport.errors import ConfigError
+from tests.cluster import redis_server, redis_url  # noqa: F401 (fixtures)
+from tests.conftest import free_port
 
 
 def cert_valid_for(names, start: dt.datetime, end: dt.datetime) -> x509.Certificate:
@@ -140,3 +143,36 @@ def test_challenge_answers_left_by_an_unfinished_order_are_pruned_fresh_ones_kep
     assert challenges.tls_alpn_path("old.test") is None
     assert challenges.http_answer("/.well-known/acme-challenge/" + "T" * 43) is None
     assert challenges.tls_alpn_path("new.test") is not None
+
+
+def test_a_challenge_placed_on_one_host_is_answered_on_another_through_redis(tmp_path, redis_url):
+    here = Challenges(tmp_path / "here", RedisShare(redis_url, prefix="t1:"))
+    there = Challenges(tmp_path / "there", RedisShare(redis_url, prefix="t1:"))
+    elsewhere = Challenges(tmp_path / "elsewhere", RedisShare(redis_url, prefix="t2:"))  # another cluster
+    here.put_tls_alpn("a.test", "token.thumbprint")
+    here.put_http("T" * 43, "T" * 43 + ".thumbprint")
+    copy = there.tls_alpn_path("a.test")
+    assert copy is not None and copy.read_bytes() == here.tls_alpn_path("a.test").read_bytes()
+    assert there.http_answer("/.well-known/acme-challenge/" + "T" * 43) == ("T" * 43 + ".thumbprint").encode()
+    assert elsewhere.tls_alpn_path("a.test") is None
+    here.remove(name="a.test", token="T" * 43)
+    assert there.tls_alpn_path("a.test") is None
+    assert there.http_answer("/.well-known/acme-challenge/" + "T" * 43) is None
+
+
+def test_the_redis_order_lock_has_one_holder_and_only_it_releases(redis_url):
+    first, second = RedisShare(redis_url, prefix="t3:"), RedisShare(redis_url, prefix="t3:")
+    token = first.acquire(30)
+    assert token and second.acquire(30) is None
+    second.release("not-the-token")
+    assert second.acquire(30) is None
+    first.release(token)
+    assert second.acquire(30)
+
+
+def test_redis_away_is_one_line_and_nothing_shared(tmp_path, caplog):
+    share = RedisShare(f"redis://127.0.0.1:{free_port()}/0", prefix="t4:")
+    assert share.acquire(30) is None
+    assert share.get_challenge("http-01", "x") is None
+    assert share.get_cert("a.test") is None
+    assert caplog.text.count("acme: redis unavailable") == 1
