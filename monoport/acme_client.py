@@ -14,7 +14,9 @@ Theory of operation:
    works out when to act from the certificate's own dates (renew when a third
    of its lifetime remains; lifetimes shrink, so no fixed number of days),
    orders under an exclusive ``fcntl`` lock on the lock file (processes that
-   share ``--certs-dir`` order once; the others wait, then find the new files),
+   share ``--certs-dir`` order once; the others wait, then find the new files;
+   with ``--redis``, also under a Redis lock, and the certificate is shared
+   there for instances on other hosts: :mod:`monoport.acme_redis`),
    and calls ``on_change`` so that the runtime swaps in a new
    :class:`~monoport.tls.Certificates` as SIGHUP does: handshakes already made
    keep their context, new ones get the new certificate, no connection drops.
