@@ -220,13 +220,8 @@ class Manager:
         changed = False
         self.challenges.prune(older_than=2 * ORDER_TIMEOUT)
         for managed in self.certs:
-            if self.shared is not None:
-                self._pull(managed)
-            if self._load_stored(managed):
+            if self._pick_up(managed):
                 changed = True
-                managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
-                log.info("acme: picked up the certificate for %s from %s (valid until %s)",
-                         ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc)
             if self.due_in(managed) <= 0:
                 changed |= self.attempt(managed)
         if changed and self.on_change is not None:
@@ -240,15 +235,13 @@ class Manager:
             return False
         token = None
         try:
-            if self.shared is not None:
-                self._pull(managed)
-                if not (self._load_stored(managed) and self.due_in(managed) > 0):
-                    token = self.shared.acquire(REDIS_LOCK_SECONDS)
-                    if token is None:  # an instance on another host is ordering (or Redis is away)
-                        managed.retry_at = self.clock() + LOCK_POLL
-                        return False
-            if self._load_stored(managed) and self.due_in(managed) > 0:
+            if self._pick_up(managed) and self.due_in(managed) > 0:
                 return True  # another process just renewed it
+            if self.shared is not None:
+                token = self.shared.acquire(REDIS_LOCK_SECONDS)
+                if token is None:  # an instance on another host is ordering (or Redis is away)
+                    managed.retry_at = self.clock() + LOCK_POLL
+                    return False
             what = "renewing" if managed.cert is not None else "ordering"
             log.info("acme: %s a certificate for %s from %s", what, ", ".join(managed.names), self.directory_url)
             try:
@@ -274,6 +267,17 @@ class Manager:
             if token is not None:
                 self.shared.release(token)
             lock.release()
+
+    def _pick_up(self, managed: Managed) -> bool:
+        """Serve a certificate another process (or, through Redis, another host) stored; True if there was one."""
+        if self.shared is not None:
+            self._pull(managed)
+        if not self._load_stored(managed):
+            return False
+        managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
+        log.info("acme: picked up the certificate for %s from %s (valid until %s)",
+                 ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc)
+        return True
 
     # -- sharing through Redis ------------------------------------------------------------
     def _push(self, managed: Managed) -> None:

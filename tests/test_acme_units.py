@@ -176,3 +176,13 @@ def test_redis_away_is_one_line_and_nothing_shared(tmp_path, caplog):
     assert share.get_challenge("http-01", "x") is None
     assert share.get_cert("a.test") is None
     assert caplog.text.count("acme: redis unavailable") == 1
+
+
+def test_a_certificate_another_process_stored_during_a_back_off_is_served_not_ordered_again(tmp_path):
+    m = manager(tmp_path)
+    [managed] = m.certs
+    managed.failures, managed.retry_at = 1, m.clock() - 1  # a failed attempt; its back-off is over
+    cert_pem, key = stand_in(managed.names)  # what the other process stored (valid for days)
+    m.store.save_cert(managed.primary, managed.names, m.directory_url, key, cert_pem)
+    assert m.attempt(managed)  # picked up: nothing ordered (the directory is unreachable: ordering would fail)
+    assert managed.failures == 0 and managed.cert is not None and m.due_in(managed) > 3600
