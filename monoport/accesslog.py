@@ -10,7 +10,8 @@ time           end of the request/connection, UTC, ISO 8601 with milliseconds
 event          ``req`` (one HTTP request) or ``conn`` (a connection ended)
 client         the real client ``address:port`` (after trusted PROXY/X-Forwarded-For)
 kind           what it spoke: http, https, ws, wss, polling, polling-tls, raw,
-               raw-tls, flash, flash-tls, ... (``unknown``/``tls``: ended while sniffing)
+               raw-tls, flash, flash-tls, acme-tls-alpn, acme-http-01 (a CA's challenge
+               check) ... (``unknown``/``tls``: ended while sniffing)
 tls            TLS version (TLSv1.3 ...) or ``-``
 sni            the server name the client asked for, or ``-``
 request        ``"METHOD PATH"`` (req) or ``"-"`` (conn), JSON-quoted

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -166,6 +167,41 @@ def parse_redis_url(text: str) -> str:
     return text
 
 
+#: Let's Encrypt's ACME directories; ``--acme-directory staging`` names the second.
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+def parse_domains(text: str) -> tuple[str, ...]:
+    """``name`` or ``name1,name2``: the DNS names of one certificate, lower-cased."""
+    names = tuple(dict.fromkeys(part.strip().lower().rstrip(".") for part in text.split(",") if part.strip()))
+    label = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+    for name in names:
+        if not re.fullmatch(rf"(?:{label}\.)+{label}", name) or len(name) > 253:
+            raise ValueError(f"expected a DNS name such as chat.example.com, got {name!r}")
+    if not names:
+        raise ValueError("expected a DNS name")
+    return names
+
+
+def parse_directory(text: str) -> str:
+    if text == "staging":
+        return LETSENCRYPT_STAGING
+    if text in ("production", "letsencrypt"):
+        return LETSENCRYPT_PRODUCTION
+    if not text.startswith(("https://", "http://")):
+        raise ValueError(f"expected an https:// directory URL or 'staging', got {text!r}")
+    return text
+
+
+def parse_retry(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    first, last = parse_duration(low), parse_duration(high) if sep else parse_duration(low)
+    if last < first:
+        raise ValueError(f"expected MIN:MAX seconds with MIN <= MAX, got {text!r}")
+    return first, last
+
+
 def random_instance_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
 
@@ -202,10 +238,44 @@ class Config:
     key: tuple[str, ...] = option(
         (), "--key", "--keyfile", repeat=True, metavar="FILE", help="PEM private key for the --cert at the same position",
     )
-    certs_dir: str = option("certs", "--certs-dir", metavar="DIR", help="where dev certificates are created and kept")
+    certs_dir: str = option("certs", "--certs-dir", metavar="DIR", help="where dev certificates and ACME state (account, certificates) are created and kept")
     strict_sni: bool = option(
         False, "--strict-sni", switch=True,
         help="refuse TLS handshakes whose SNI names no configured certificate (default: use the first)",
+    )
+    acme: tuple[tuple[str, ...], ...] = option(
+        (), "--acme", parse=parse_domains, repeat=True, metavar="DOMAIN[,DOMAIN...]",
+        help="get and renew a certificate for DOMAIN from an ACME CA (repeatable: one certificate "
+        "each; comma-separated names share one); TLS-ALPN-01 is answered on the serving port",
+    )
+    acme_email: str | None = option(
+        None, "--acme-email", metavar="EMAIL", help="contact address given to the ACME CA (expiry notices)",
+    )
+    acme_directory: str = option(
+        LETSENCRYPT_PRODUCTION, "--acme-directory", parse=parse_directory, metavar="URL|staging",
+        help="the ACME CA's directory URL; 'staging' names Let's Encrypt's staging CA "
+        "(default: Let's Encrypt production)",
+    )
+    acme_ca_bundle: str | None = option(
+        None, "--acme-ca-bundle", metavar="FILE",
+        help="PEM CA certificates to trust for the ACME directory's own HTTPS (a private or test CA)",
+    )
+    acme_agree_tos: bool = option(
+        False, "--acme-agree-tos", switch=True,
+        help="agree to the ACME CA's terms of service (required with Let's Encrypt production)",
+    )
+    acme_challenge: tuple[str, ...] = option(
+        ("tls-alpn-01", "http-01"), "--acme-challenge", repeat=True, choices=("tls-alpn-01", "http-01"),
+        help="challenge types to answer, in order of preference (repeatable): tls-alpn-01 on the TLS port, "
+        "http-01 on any port that gets clear-text HTTP (e.g. --bind 0.0.0.0:80; needed behind a proxy that ends TLS)",
+    )
+    acme_retry: tuple[float, float] = option(
+        (60.0, 21600.0), "--acme-retry", parse=parse_retry, metavar="MIN:MAX",
+        help="seconds between attempts after a failed order or renewal, doubling from MIN to MAX",
+    )
+    hsts: int | None = option(
+        None, "--hsts", parse=parse_count, metavar="SECONDS",
+        help="send Strict-Transport-Security: max-age=SECONDS on HTTPS answers (default: not sent)",
     )
     plain: str = option(
         "redirect", "--plain", choices=("redirect", "serve", "reject"),
@@ -499,6 +569,14 @@ def validate(config: Config, environ: Mapping[str, str]) -> None:
         if not os.path.isfile(path):
             flag = "--cert" if path in config.cert else "--key"
             raise ConfigError(flag, f"no such file: {path}")
+    if config.acme:
+        if config.tls == "off":
+            raise ConfigError("--acme", "needs TLS; drop --tls off")
+        if config.acme_directory == LETSENCRYPT_PRODUCTION and not config.acme_agree_tos:
+            raise ConfigError("--acme", "Let's Encrypt's production CA needs --acme-agree-tos "
+                              "(its terms: https://letsencrypt.org/repository/)")
+        if config.acme_ca_bundle and not os.path.isfile(config.acme_ca_bundle):
+            raise ConfigError("--acme-ca-bundle", f"no such file: {config.acme_ca_bundle}")
     if config.flash_policy and not os.path.isfile(config.flash_policy):
         raise ConfigError("--flash-policy", f"no such file: {config.flash_policy}")
 
@@ -508,6 +586,8 @@ def tls_mode(config: Config, environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     if config.tls == "off":
         return "off"
+    if config.acme:
+        return "acme"
     if config.cert:
         return "certs"
     if config.tls == "auto" and environ.get("PORT"):

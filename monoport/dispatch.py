@@ -26,12 +26,13 @@ from typing import Any, Callable, Final
 
 import gevent
 
-from . import proxyproto
+from . import clienthello, proxyproto
+from .acme_challenge import ACME_TLS_ALPN
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
 from .httphead import RequestHead
 from .sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
-from .tls import HandshakeTimeout, describe, failure_reason
+from .tls import HandshakeTimeout, answer_tls_alpn, describe, failure_reason
 from .wsgi import HeadTimeout, read_head, simple_response
 
 log = logging.getLogger("monoport")
@@ -213,6 +214,9 @@ class Dispatcher:
             raise ProtocolViolation("TLS ClientHello on a port without TLS")
         if conn.tls_terminated:
             raise ProtocolViolation("TLS inside TLS")
+        challenges = getattr(self.rt, "challenges", None)
+        if challenges is not None and self._acme_tls_alpn(conn, challenges):
+            return False
         started = time.monotonic()
         try:
             tls_sock = certs.handshake(conn.raw_sock, self.rt.config.handshake_timeout)
@@ -224,6 +228,36 @@ class Dispatcher:
             raise _Done() from None
         conn.adopt_tls(tls_sock, describe(tls_sock))
         self.rt.on_handshake(conn, time.monotonic() - started, None)
+        return True
+
+    def _acme_tls_alpn(self, conn: Connection, challenges: Any) -> bool:
+        """Answer an RFC 8737 validator (ALPN exactly acme-tls/1); True when this connection was one.
+
+        The whole ClientHello is only peeked: for every other client the
+        handshake below reads the very same bytes, so nothing changes for it.
+        """
+        deadline = time.monotonic() + self.rt.config.handshake_timeout
+        try:
+            hello, _ = peek(conn, deadline, _validator_hello, size=clienthello.MAX_PREFIX)
+        except Silent:
+            return False  # the handshake's own deadline ends it
+        if not isinstance(hello, clienthello.ClientHello) or hello.alpn != (ACME_TLS_ALPN,):
+            return False
+        conn.kind = "acme-tls-alpn"
+        name = hello.server_name
+        pem = challenges.tls_alpn_path(name)
+        if pem is None:
+            conn.finish(f"protocol error (acme-tls/1 for {name or 'no name'}: no pending challenge) -> refused",
+                        logging.WARNING)
+            raise _Done()
+        try:
+            answer_tls_alpn(conn.raw_sock, str(pem), self.rt.config.handshake_timeout)
+        except (HandshakeTimeout, _ssl.SSLError, OSError) as exc:
+            conn.finish(f"TLS handshake failed ({failure_reason(exc)}; acme-tls/1 challenge for {name})",
+                        logging.WARNING)
+            raise _Done() from None
+        conn.tls = {"version": "-", "cipher": None, "sni": name, "alpn": ACME_TLS_ALPN}
+        conn.outcome = f"closed after the acme tls-alpn-01 challenge answer for {name}"
         return True
 
     def flash(self, conn: Connection) -> bool:
@@ -292,6 +326,8 @@ class Dispatcher:
         head = self._read_head(conn)
         if head is None:
             return
+        if self._acme_http(conn, head):
+            return
         if self.rt.config.plain == "reject":
             body = b"This port speaks TLS: use https://\n"
             conn.sock.sendall(simple_response(400, body))
@@ -303,8 +339,35 @@ class Dispatcher:
         conn.outcome = "clear-text HTTP redirected -> 301"
 
 
+    def _acme_http(self, conn: Connection, head: RequestHead) -> bool:
+        """HTTP-01 (RFC 8555 8.3): a pending token's key authorization, before any redirect."""
+        challenges = getattr(self.rt, "challenges", None)
+        if challenges is None or head.method not in ("GET", "HEAD"):
+            return False
+        answer = challenges.http_answer(head.target.partition("?")[0])
+        if answer is None:
+            return False
+        conn.kind = "acme-http-01"
+        body = answer if head.method == "GET" else b""
+        conn.sock.sendall(simple_response(200, body))
+        conn.outcome = "closed after the acme http-01 challenge answer"
+        return True
+
+
 class _Done(Exception):
     """The stage already logged the outcome."""
+
+
+#: The ALPN entry a TLS-ALPN-01 validator sends, as it appears on the wire.
+_ACME_ALPN_BYTES: Final = ACME_TLS_ALPN.encode()
+
+
+def _validator_hello(data: bytes) -> Any:
+    """The parsed ClientHello, or False at once when a whole hello does not mention acme-tls/1
+    (most clients: a substring search instead of a parse on every handshake)."""
+    if clienthello.lacks(data, _ACME_ALPN_BYTES):
+        return False
+    return clienthello.parse(data)
 
 
 def _parse_proxy(data: bytes) -> Any:

@@ -60,6 +60,13 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "monoport_peer_connections": ("gauge", ("peer",), "the peer's own connection count, as last polled"),
     "monoport_event_loop_lag_seconds": ("gauge", (), "how late the last short sleep woke up"),
     "monoport_event_loop_lag_max_seconds": ("gauge", (), "the worst lag seen since start"),
+    "monoport_acme_certificate_info": ("info", ("names", "issuer"), "--acme: each certificate's names and issuer"),
+    "monoport_acme_certificate_expiry_seconds": ("gauge", ("names",),
+                                                 "--acme: seconds until the served certificate expires"),
+    "monoport_acme_certificate_renewal_seconds": ("gauge", ("names",),
+                                                  "--acme: seconds until the next order or renewal attempt"),
+    "monoport_acme_failed_attempts": ("gauge", ("names",),
+                                      "--acme: failed attempts since the last certificate (0 when current)"),
 }
 
 #: kinds whose bytes are TLS-protected
@@ -142,6 +149,20 @@ def families(snap: dict[str, Any]) -> Iterator[Metric]:
                     [([name], info["conns"]) for name, info in peers.items() if isinstance(info.get("conns"), (int, float))])
     yield _single("monoport_event_loop_lag_seconds", snap["event_loop"]["lag"])
     yield _single("monoport_event_loop_lag_max_seconds", snap["event_loop"]["lag_max"])
+    certs = snap.get("extra", {}).get("acme")
+    if certs is not None:
+        yield from _acme(certs)
+
+
+def _acme(certs: list[dict[str, Any]]) -> Iterator[Metric]:
+    info = _family("monoport_acme_certificate_info")
+    for cert in certs:
+        info.add_metric([], {"names": ",".join(cert["names"]), "issuer": cert["issuer"]})
+    yield info
+    yield _labelled("monoport_acme_certificate_expiry_seconds",
+                    [([",".join(c["names"])], c["expires_in"]) for c in certs if c["expires_in"] is not None])
+    yield _labelled("monoport_acme_certificate_renewal_seconds", [([",".join(c["names"])], c["renew_in"]) for c in certs])
+    yield _labelled("monoport_acme_failed_attempts", [([",".join(c["names"])], c["failures"]) for c in certs])
 
 
 class _SnapshotCollector:

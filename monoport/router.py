@@ -16,6 +16,7 @@ import logging
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
+from .acme_challenge import HTTP_PREFIX
 from .eiopackets import payload_error, request_error
 
 log = logging.getLogger("monoport")
@@ -25,13 +26,15 @@ Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 
 class Router:
     def __init__(self, app: Wsgi, sio: Any, sio_paths: Iterable[str], flask_app: Any = None,
-                 admin: Wsgi | None = None, admin_prefix: str = "/monoport") -> None:
+                 admin: Wsgi | None = None, admin_prefix: str = "/monoport", challenges: Any = None) -> None:
         self.app = app
         self.sio = sio
         self.sio_paths = tuple(sio_paths) if sio is not None else ()
         self.flask_app = flask_app
         self.admin = admin
         self.admin_prefix = admin_prefix.rstrip("/") + "/"
+        #: --acme: pending HTTP-01 tokens (monoport.acme_challenge.Challenges), answered before the app
+        self.challenges = challenges
         #: requests inside the app right now (not Socket.IO, whose long-polls wait idle): a load measure
         self.in_app = 0
 
@@ -41,6 +44,15 @@ class Router:
             return self.admin(environ, start_response)
         if self.is_sio_path(path):
             return self._socketio(environ, start_response)
+        if self.challenges is not None and path.startswith(HTTP_PREFIX):
+            answer = self.challenges.http_answer(path)
+            if answer is not None:
+                conn = environ.get("monoport.connection")
+                if conn is not None:
+                    conn.kind = "acme-http-01"
+                start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                          ("Content-Length", str(len(answer)))])
+                return [answer]
         self.in_app += 1
         try:
             return self.app(environ, start_response)

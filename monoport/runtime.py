@@ -154,6 +154,9 @@ class Runtime:
         self.stopped = Event()
         self.started_at = time.time()
         self.certs: Certificates | None = None
+        #: --acme: the certificate manager and the pending challenges it answers through
+        self.acme: Any = None
+        self.challenges: Any = None
         self.dev_ca: str | None = None
         self.access_log: Callable[[Any], None] | None = None
         self.stats = Stats(config.instance_id, __version__, getattr(config, "max_conns", None))
@@ -194,7 +197,7 @@ class Runtime:
         rt.access_log = rt.on_request
         rt.admin = Admin(rt.stats, config.admin_prefix, config.stats_auth)
         rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app,
-                           admin=rt.admin, admin_prefix=config.admin_prefix)
+                           admin=rt.admin, admin_prefix=config.admin_prefix, challenges=rt.challenges)
         rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
         rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
         rt.dispatcher = Dispatcher(rt)
@@ -211,12 +214,25 @@ class Runtime:
         mode = tls_mode(self.config, self.environ)
         if mode == "off":
             return None
+        pairs = [Pair(c, k) for c, k in zip(self.config.cert, self.config.key)]
         if mode == "dev":
             paths = devcerts.ensure(self.config.certs_dir)
             self.dev_ca = str(paths.ca)
             pairs = [Pair(str(paths.cert), str(paths.key))]
-        else:
-            pairs = [Pair(c, k) for c, k in zip(self.config.cert, self.config.key)]
+        elif mode == "acme":
+            if self.acme is None:
+                from .acme_client import Manager  # the acme package loads only when asked for
+
+                shared = None
+                if self.config.redis:  # instances on other hosts order once with us and answer our challenges
+                    from .acme_redis import RedisShare
+
+                    # the cluster's namespace: the lock, challenges and certificates of this deployment
+                    shared = RedisShare(self.config.redis, prefix=cluster.key_prefix(self.config.cluster_name))
+                self.acme = Manager(self.config, on_change=lambda: self.reload("acme"), shared=shared)
+                self.challenges = self.acme.challenges
+                self.stats.sources["acme"] = self.acme.snapshot
+            pairs = [Pair(c, k) for c, k in self.acme.pairs()] + pairs
         return Certificates(pairs, strict_sni=self.config.strict_sni)
 
     def open_access_log(self) -> accesslog.AccessLog | None:
@@ -357,6 +373,8 @@ class Runtime:
         if self.dev_ca:
             log.info("development CA: %s (trust it to browse https://localhost without warnings)", self.dev_ca)
         self.start_cluster()
+        if self.acme is not None:
+            gevent.spawn(self.acme.run)
 
     def start_cluster(self) -> None:
         """Redis messages and discovery, then the peer health poller."""
@@ -411,17 +429,17 @@ class Runtime:
             graceful = False  # a second TERM/INT: stop now
         gevent.spawn(self.shutdown, graceful)
 
-    def reload(self) -> None:
-        """SIGHUP: load certificates again; open connections keep theirs."""
+    def reload(self, why: str = "SIGHUP") -> None:
+        """SIGHUP (or a new ACME certificate): load certificates again; open connections keep theirs."""
         if self.certs is None:
-            log.info("SIGHUP: TLS is off, nothing to reload")
+            log.info("%s: TLS is off, nothing to reload", why)
             return
         try:
             self.certs = self.load_certificates()
         except ConfigError as exc:
-            log.error("SIGHUP: certificates not reloaded, keeping the old ones: %s", exc)
+            log.error("%s: certificates not reloaded, keeping the old ones: %s", why, exc)
             return
-        log.info("SIGHUP: certificates reloaded (%s)", ", ".join(self.certs.names))
+        log.info("%s: certificates reloaded (%s)", why, ", ".join(self.certs.names))
 
     def shutdown(self, graceful: bool = True) -> None:
         if self.stopped.is_set():

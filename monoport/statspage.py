@@ -104,6 +104,7 @@ def render(snap: dict[str, Any], environ: dict | None = None) -> bytes:
         table("Sniffed as", ("outcome", "count"), snap["sniff"].items()),
         table("Errors", ("reason", "count"), snap["errors"].items()),
         _peers(snap["peers"]),
+        *_acme(snap.get("extra", {}).get("acme")),
         table("Socket.IO namespaces", ("namespace", "clients", "rooms"),
               [(ns, v["clients"], v["rooms"]) for ns, v in sio["namespaces"].items()]),
         table("Clients connected now", ("client", "kind", "tls", "sni", "age (s)", "requests", "bytes in",
@@ -123,6 +124,16 @@ def render(snap: dict[str, Any], environ: dict | None = None) -> bytes:
         f"<main>{''.join(sections)}</main></body></html>"
     )
     return page.encode("utf-8")
+
+
+def _acme(certs: list[dict[str, Any]] | None) -> list[str]:
+    if certs is None:
+        return []
+    rows = [(", ".join(c["names"]), c["issuer"], c["not_after"], c["renew_in"], c["failures"], c["last_error"])
+            for c in certs]
+    classes = ["down" if c["failures"] else "up" for c in certs]
+    return [table("ACME certificates", ("names", "issuer", "not after", "renewal in (s)", "failed attempts",
+                                        "last error"), rows, wide=True, row_classes=classes)]
 
 
 def _peers(peers: dict[str, dict[str, Any]]) -> str:

@@ -128,6 +128,28 @@ class Certificates:
         return tls_sock
 
 
+def answer_tls_alpn(sock: Any, pem: str, timeout: float) -> None:
+    """RFC 8737: handshake with the challenge certificate, ALPN acme-tls/1, then close.
+
+    ``pem`` holds the challenge certificate and its key. No application data
+    follows a validation handshake: the socket is closed once it is done.
+
+    Raises:
+        HandshakeTimeout, ssl.SSLError, OSError: as :meth:`Certificates.handshake`.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    ctx.load_cert_chain(pem)
+    tls_sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    tls_sock.settimeout(timeout)
+    try:
+        with gevent.Timeout(timeout, HandshakeTimeout):
+            tls_sock.do_handshake()
+    finally:
+        tls_sock.close()
+
+
 def describe(tls_sock: Any) -> dict[str, Any]:
     """The ``monoport.tls`` environ value for a finished handshake."""
     cipher = tls_sock.cipher()

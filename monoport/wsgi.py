@@ -285,6 +285,8 @@ class Handler(HandlerBase):
             # is stopping ends its splice when we close
             self.close_connection = True
         write = super().start_response(status, headers, exc_info)
+        if rt.config.hsts is not None and self.conn.secure:
+            self.response_headers.append((b"Strict-Transport-Security", f"max-age={rt.config.hsts}".encode()))
         if (
             self.close_connection
             and self.code != 101

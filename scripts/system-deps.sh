@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system packages the tests need (redis-server, Chromium, npm) when
+# Install the system packages the tests need (redis-server, Chromium, npm, pebble) when
 # they are missing. Debian/Ubuntu with apt; as root or through sudo.
 set -euo pipefail
 need=()
@@ -7,6 +7,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v npm >/dev/null 2>&1 || need+=(npm)  # webapp's socket.io-client (make node)
+# the ACME tests: Pebble (Let's Encrypt's test CA) and pebble-challtestsrv (its mock DNS)
+command -v pebble >/dev/null 2>&1 || need+=(pebble)
 # the rolling-restart test runs in a private network namespace (unshare, ip)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)

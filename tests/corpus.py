@@ -8,7 +8,7 @@ from monoport import proxyproto
 
 
 def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.TLSVersion | None = None,
-                 ciphers: str | None = None) -> bytes:
+                 ciphers: str | None = None, alpn: list[str] | None = None) -> bytes:
     """A real ClientHello from Python's ssl module (MemoryBIO, no socket).
 
     ``ciphers`` such as ``"DEFAULT:@SECLEVEL=0"`` let OpenSSL 3 offer the
@@ -19,6 +19,8 @@ def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.
     ctx.verify_mode = ssl.CERT_NONE
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
+    if alpn is not None:
+        ctx.set_alpn_protocols(alpn)
     if max_version is not None:
         ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         ctx.maximum_version = max_version
