@@ -21,7 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, cluster, devcerts, flash, rawtcp, sioguard, splice
+from . import __version__, accesslog, appload, cluster, devcerts, flash, rawtcp, recovery, sioguard, splice
 from .admin import Admin
 from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
@@ -159,6 +159,8 @@ class Runtime:
         self.announcer: Any = None
         #: the peer listener's address as announced to other instances
         self.peer_address: tuple[str, int] | None = None
+        #: Socket.IO connection state recovery (--recovery), or None
+        self.recovery: recovery.Recovery | None = None
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -174,6 +176,9 @@ class Runtime:
             embed_instance_id(rt.sio, config.instance_id)
             apply_sio_limits(rt.sio, config)
             sioguard.guard(rt.sio)
+            if config.recovery:
+                rt.recovery = recovery.install(rt.sio, config.recovery, config.redis, key_prefix="monoport:",
+                                               instance_id=config.instance_id)
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
         rt.access_log = rt.on_request
@@ -336,7 +341,9 @@ class Runtime:
         config = self.config
         discover = None
         if config.redis:
-            if self.sio is not None:
+            if self.recovery is not None:
+                self.recovery.start()  # its manager carries messages through a Redis Stream
+            elif self.sio is not None:
                 cluster.attach_redis_manager(self.sio, config.redis)
             self.announcer = cluster.Announcer(config.redis, config.instance_id, self.peer_address, config.max_conns)
             discover = self._discover

@@ -43,6 +43,8 @@ def big():
 
 @sio.event
 def connect(sid, environ, auth=None):
+    if environ.get("monoport.recovered"):
+        return  # --recovery gave the socket its session back
     sio.save_session(sid, {"transport": environ.get("monoport.transport"),
                            "scheme": environ.get("wsgi.url_scheme"),
                            "instance": environ.get("monoport.instance_id"),
@@ -63,6 +65,18 @@ def whoami(sid):
 def shout(sid, data):
     sio.emit("shouted", data, to=sid)
     return "ok"
+
+
+@sio.on("note")
+def note(sid, text):
+    """Remember ``text`` in the session (recovery tests: the session comes back)."""
+    sio.get_session(sid)["note"] = text
+    return "noted"
+
+
+@sio.on("kick")
+def kick(sid):
+    sio.disconnect(sid)
 
 
 @sio.on("join")
