@@ -469,6 +469,7 @@ class Recovery:
             session.data = self._data_of(sid, namespace)
             self.store.keep(session)
             self.counters.kept += 1
+            log.debug("session %s in %s kept for recovery (%s)", sid, namespace, reason)
         else:
             self.store.forget(session, token)
 

@@ -474,7 +474,8 @@ class Runtime:
         eio = self.sio.eio
         for session in list(eio.sockets.values()):
             try:
-                session.close(wait=False, abort=True)
+                # "transport close", as for a lost transport: --recovery keeps the session
+                session.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
             except Exception:  # pragma: no cover - a bug in an app's disconnect handler
                 log.exception("disconnecting a Socket.IO client failed")
         eio.sockets.clear()

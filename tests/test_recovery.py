@@ -113,6 +113,14 @@ def test_deliberate_disconnects_by_either_side_keep_nothing(monoport, tls_args, 
     assert third["recovered"] is False and third["id"] not in (first["id"], again["id"])
 
 
+def test_draining_ends_sessions_as_a_lost_transport_so_they_are_kept(monoport, tls_args, tls_files, node_clients):
+    server = monoport(APP + tls_args + ["--recovery", "30", "--log-level", "debug"])
+    member = node_clients(server.url, tls_files["ca"])
+    sid = member.joined()["id"]
+    assert server.stop() == 0
+    assert f"session {sid} in / kept for recovery (transport close)" in server.log()
+
+
 def test_a_session_away_longer_than_the_duration_is_fresh(monoport, tls_args, tls_files, node_clients):
     server = monoport(APP + tls_args + ["--recovery", "1"])
     member = node_clients(server.url, tls_files["ca"])
