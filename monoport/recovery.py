@@ -167,7 +167,7 @@ class MemoryStore:
             self.sessions = {pid: kept for pid, kept in self.sessions.items() if kept[1] >= now}
 
     # -- sessions --------------------------------------------------------------------
-    def keep(self, session: Session) -> None:
+    def keep(self, session: Session, owner_token: str) -> None:
         self.sessions[session.pid] = (session, self.clock() + self.duration)
 
     def live(self, session: Session, owner_token: str) -> None:
@@ -467,7 +467,7 @@ class Recovery:
         if reason in RECOVERABLE_REASONS:
             session.rooms = self.manager.get_rooms(sid, namespace)
             session.data = self._data_of(sid, namespace)
-            self.store.keep(session)
+            self.store.keep(session, token)
             self.counters.kept += 1
             log.debug("session %s in %s kept for recovery (%s)", sid, namespace, reason)
         else:

@@ -25,19 +25,6 @@ from tests.node_client import NodeClient
 FSIO_APP = ["--app", "tests.apps.fsio_app:app"]
 
 
-@pytest.fixture
-def node_clients():
-    clients: list[NodeClient] = []
-
-    def make(*args, **kwargs) -> NodeClient:
-        clients.append(NodeClient(*args, **kwargs))
-        return clients[-1]
-
-    yield make
-    for client in clients:
-        client.close()
-
-
 def _to_room(url: str, ca: str, *items, room: str = "r") -> None:
     publisher = sio_client(url, ca, ["websocket"])
     try:
@@ -226,14 +213,14 @@ def test_memory_store_sessions_are_taken_once_for_their_namespace_until_they_exp
     clock = FakeClock()
     store = MemoryStore(10, clock=clock)
     never = lambda s: False  # noqa: E731
-    store.keep(_session(store))
+    store.keep(_session(store), "t")
     with pytest.raises(Refused, match="namespace"):
         store.take("pid1", "/chat", never, "t")
-    store.keep(_session(store))
+    store.keep(_session(store), "t")
     assert store.take("pid1", "/", never, "t").sid == "s1"
     with pytest.raises(Refused):
         store.take("pid1", "/", never, "t")  # already taken: in use
-    store.keep(_session(store))
+    store.keep(_session(store), "t")
     clock.now += 11
     with pytest.raises(Refused):
         store.take("pid1", "/", never, "t")
