@@ -33,6 +33,16 @@ def _instances(monoport, tls_args, redis_url: str, names, port: int, recovery: s
     return {name: monoport(common + ["--instance-id", name], port=port) for name in names}
 
 
+def _client_on(url: str, ca: str, instance: str):
+    """A python-socketio client served by ``instance`` (the kernel picks among instances sharing the port)."""
+    for _ in range(30):
+        client = sio_client(url, ca, ["websocket"])
+        if client.eio.sid.startswith(instance + "."):
+            return client
+        client.disconnect()
+    raise AssertionError(f"no connection landed on {instance}")
+
+
 def test_a_client_recovers_on_another_instance_after_its_own_is_killed(
         monoport, tls_args, tls_files, node_clients, redis):
     port = free_port()
@@ -43,7 +53,7 @@ def test_a_client_recovers_on_another_instance_after_its_own_is_killed(
     home = first["id"].partition(".")[0]
     other = "b1" if home == "a1" else "a1"
     peers_up(servers[other], 1)
-    publisher = sio_client(servers[other].url, tls_files["ca"], ["websocket"])
+    publisher = _client_on(url, tls_files["ca"], other)
     try:
         assert publisher.call("to_room", ("r", 1), timeout=10) == "sent"
         wait_for(lambda: member.messages("room_message"), 10)
