@@ -50,6 +50,7 @@ one is missing):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -176,10 +177,10 @@ class MemoryStore:
     def forget(self, session: Session, owner_token: str) -> None:
         self.sessions.pop(session.pid, None)
 
-    def take(self, pid: str, namespace: str, in_use: Callable[[Session], bool], owner_token: str) -> Session:
+    def take(self, pid: str, namespace: str, owner_token: str) -> Session:
         kept = self.sessions.pop(pid, None)
         if kept is None:
-            raise Refused("unknown, expired or already recovered pid")
+            raise Refused("unknown, expired or already taken pid")
         session, expires = kept
         if expires < self.clock():
             raise Refused("expired pid")
@@ -321,6 +322,8 @@ class Recovery:
         self.pending: dict[tuple[str, str], _Pending] = {}
         #: (sid, namespace) -> (session, token) of connected sockets
         self.live: dict[tuple[str, str], tuple[Session, str]] = {}
+        #: pid -> (sid, namespace) of connected sockets
+        self.live_pids: dict[str, tuple[str, str]] = {}
         #: the sid ``pre_connect`` is about to hand out (see generate_id)
         self.next_sid: str | None = None
         #: eio sid -> reason, while python-socketio ends every namespace of a closed Engine.IO session
@@ -350,6 +353,13 @@ class Recovery:
             self.pending[(eio_sid, ns)] = pending
             try:
                 return handle_connect(eio_sid, namespace, data)
+            except KeyError:
+                # python-socketio reads environ[eio_sid]; a restore waits on Redis,
+                # and the client may have gone meanwhile.
+                if eio_sid in sio.environ:
+                    raise
+                self.abandoned(eio_sid, ns, pending)
+                return None
             finally:
                 self.pending.pop((eio_sid, ns), None)
 
@@ -368,7 +378,9 @@ class Recovery:
                 pending = self.pending.get((eio_sid, pkt.namespace or "/"))
                 if pending is not None:
                     pkt.data["pid"] = pending.pid
+                    sent = send_packet(eio_sid, pkt)
                     self.connected(eio_sid, pkt.data.get("sid"), pkt.namespace or "/", pending)
+                    return sent
             return send_packet(eio_sid, pkt)
 
         sio.eio.generate_id = _generate_id
@@ -398,7 +410,11 @@ class Recovery:
                 raise Refused("pid is not a string")
             if offset is not None and not isinstance(offset, str):
                 raise Refused("offset is not a string")
-            session = self.store.take(pid, namespace, self._in_use, self._token(eio_sid))
+            local = self.live_pids.get(pid)
+            if local is not None and local[1] == namespace:
+                session = self._supersede(*local)
+            else:
+                session = self.store.take(pid, namespace, self._token(eio_sid))
             offset = offset or session.start
             self.manager.check_offset(offset)
         except Refused as why:
@@ -408,9 +424,18 @@ class Recovery:
             return _Pending(new_pid()), auth
         return _Pending(session.pid, session, offset), auth
 
-    def _in_use(self, session: Session) -> bool:
-        return self.manager.is_connected(session.sid, session.namespace) or (
-            (session.sid, session.namespace) in self.live)
+    def _supersede(self, sid: str, namespace: str) -> Session:
+        """The pid's socket is still connected here: a dead transport the server has not noticed yet
+        (a long-poll waits for its ping timeout). The pid is secret, so this CONNECT is its client:
+        end the old socket (deliberately: nothing kept) and hand its session to the new one."""
+        session, _ = self.live[(sid, namespace)]
+        taken = dataclasses.replace(session, rooms=self.manager.get_rooms(sid, namespace),
+                                    data=self._data_of(sid, namespace))
+        log.debug("session %s in %s: its client is back while its old connection looked alive; replacing it",
+                  sid, namespace)
+        self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
+        self.ended(sid, namespace, None)  # in case the app's manager did not come through ours
+        return taken
 
     @staticmethod
     def _token(eio_sid: str) -> str:
@@ -435,15 +460,29 @@ class Recovery:
         if isinstance(session.data, dict):
             self.sio.eio.get_session(eio_sid)[session.namespace] = dict(session.data)
 
+    def abandoned(self, eio_sid: str, namespace: str, pending: _Pending) -> None:
+        """The client left while its CONNECT was handled: a session it was resuming is kept again."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is not None and (sid, namespace) not in self.live:
+            self.manager.basic_disconnect(sid, namespace)
+        if pending.session is not None:
+            self.store.keep(pending.session, self._token(eio_sid))
+        log.debug("session %s closed while connecting to %s%s", eio_sid, namespace,
+                  "; its recovered session is kept again" if pending.session else "")
+
     def connected(self, eio_sid: str, sid: str | None, namespace: str, pending: _Pending) -> None:
-        """The CONNECT reply is going out: the socket is live (and recovered, if it was)."""
+        """The CONNECT reply went out: the socket is live (and recovered, if it was)."""
         if sid is None:
+            return
+        if eio_sid not in self.sio.environ:
+            self.abandoned(eio_sid, namespace, pending)  # gone during the app's connect handler
             return
         rooms = self.manager.get_rooms(sid, namespace)
         session = Session(pending.pid, sid, namespace, rooms,
                           start=pending.session.start if pending.session else self.manager.position())
         token = self._token(eio_sid)
         self.live[(sid, namespace)] = (session, token)
+        self.live_pids[session.pid] = (sid, namespace)
         if pending.session is not None:
             self.counters.recovered += 1
             self.counters.replayed += pending.replayed
@@ -464,6 +503,7 @@ class Recovery:
         if entry is None:
             return
         session, token = entry
+        self.live_pids.pop(session.pid, None)
         if reason in RECOVERABLE_REASONS:
             session.rooms = self.manager.get_rooms(sid, namespace)
             session.data = self._data_of(sid, namespace)

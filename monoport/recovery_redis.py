@@ -47,8 +47,9 @@ READ_COUNT: Final = 500
 READ_BLOCK_MS: Final = 1000
 #: seconds an emit keeps retrying its XADD while Redis is away before it is dropped (one error line)
 PUBLISH_PATIENCE: Final = 10.0
-#: seconds between rewrites of the sessions of connected sockets (cap)
-REFRESH_INTERVAL: Final = 5.0
+#: seconds between rewrites of the sessions of connected sockets (cap): one pipelined write per
+#: interval for all of them; short, since a Redis restarted without persistence lost them
+REFRESH_INTERVAL: Final = 2.0
 #: Redis socket timeouts in seconds; above READ_BLOCK_MS so a blocking read is not cut
 REDIS_OPTIONS: Final = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
 #: how many XRANGE rounds a recovery may take to catch up with the local reader
@@ -165,6 +166,8 @@ class StreamManager(socketio.RedisManager, RecoveringMixin):
             if failing:
                 log.info("redis: message stream resumed after %s", format_id(self.last_id))
                 failing, delay = False, 0.2
+                # Redis may have restarted without our session keys: write them again now.
+                self.server.start_background_task(self.store.refresh)
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     message = self._decode(entry_id, fields)
@@ -261,8 +264,12 @@ class RedisStore:
     def _refresh_forever(self, server: Any) -> None:
         while True:
             server.sleep(self.refresh_interval)
-            if self.connected:
-                self._run(lambda: self._write_many(list(self.connected.values())), "refreshing sessions")
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Rewrite the sessions of this instance's connected sockets (expiry pushed back, or lost keys back)."""
+        if self.connected:
+            self._run(lambda: self._write_many(list(self.connected.values())), "refreshing sessions")
 
     def _write_many(self, entries: list[tuple[Session, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -308,7 +315,7 @@ class RedisStore:
         self.connected.pop(session.pid, None)
         self._run(lambda: self._forget(keys=[self.prefix + session.pid], args=[token]), "deleting a session")
 
-    def take(self, pid: str, namespace: str, in_use, token: str) -> Session:
+    def take(self, pid: str, namespace: str, token: str) -> Session:
         if len(pid) > 64:
             raise Refused("pid too long")
         key = self.prefix + pid
@@ -326,8 +333,6 @@ class RedisStore:
             raise Refused("unreadable session") from None
         if session.namespace != namespace:
             raise Refused(f"pid of namespace {session.namespace}")
-        if value.get("live") and value.get("owner") == self.instance_id and in_use(session):
-            raise Refused("pid in use")
         try:
             self.client.hset(key, "t", token)  # taken over: the old connection's writes no longer land
         except REDIS_ERRORS as exc:

@@ -212,15 +212,14 @@ def test_memory_store_refuses_trimmed_foreign_malformed_and_future_offsets():
 def test_memory_store_sessions_are_taken_once_for_their_namespace_until_they_expire():
     clock = FakeClock()
     store = MemoryStore(10, clock=clock)
-    never = lambda s: False  # noqa: E731
     store.keep(_session(store), "t")
     with pytest.raises(Refused, match="namespace"):
-        store.take("pid1", "/chat", never, "t")
+        store.take("pid1", "/chat", "t")
     store.keep(_session(store), "t")
-    assert store.take("pid1", "/", never, "t").sid == "s1"
+    assert store.take("pid1", "/", "t").sid == "s1"
     with pytest.raises(Refused):
-        store.take("pid1", "/", never, "t")  # already taken: in use
+        store.take("pid1", "/", "t")  # already taken: in use
     store.keep(_session(store), "t")
     clock.now += 11
     with pytest.raises(Refused):
-        store.take("pid1", "/", never, "t")
+        store.take("pid1", "/", "t")

@@ -10,6 +10,7 @@ server stopped, or after its first server was killed.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -71,3 +72,112 @@ def test_a_client_recovers_on_another_instance_after_its_own_is_killed(
     assert [args[0] for args in member.messages("room_message")] == [1, 2, 3, 4]
     assert len(member.of("joined")) == 1  # never joined again: its rooms came back
     servers[home].allow_traceback = True  # killed: its log just stops
+
+
+class Publisher:
+    """A numbered message to a room every 5 ms (200/s), emitted by the app on an instance never restarted.
+
+    The app emits them from one greenlet (tests/apps/echo_app.py, start_stream), so they enter the
+    stream in order; this client only starts and stops it.
+    """
+
+    def __init__(self, url: str, ca: str, room: str = "r", interval: float = 0.005) -> None:
+        self.client = sio_client(url, ca, ["websocket"])
+        self.room = room
+        assert self.client.call("start_stream", (room, interval), timeout=10) == "started"
+
+    def stop(self) -> int:
+        try:
+            return self.client.call("stop_stream", self.room, timeout=30)
+        finally:
+            self.client.disconnect()
+
+
+def _tally(member: NodeClient, sent: int) -> dict:
+    """Lost, duplicated and out-of-order numbers in what ``member`` received of ``range(sent)``."""
+    got = [args[0] for args in member.messages("room_message")]
+    seen = set(got)
+    return {"lost": sum(1 for n in range(sent) if n not in seen), "duplicated": len(got) - len(seen),
+            "out_of_order": sum(1 for a, b in zip(got, got[1:]) if b < a)}
+
+
+def _timeline(member: NodeClient) -> list:
+    """What ``member`` saw, runs of consecutive numbers folded into [first, last] (printed with the report)."""
+    line: list = []
+    for event in list(member.events):
+        if event["event"] != "message":
+            line.append({k: v for k, v in event.items() if k in ("event", "reason", "recovered", "eio")})
+        elif line and isinstance(line[-1], list) and line[-1][1] == event["args"][0] - 1:
+            line[-1][1] = event["args"][0]
+        else:
+            line.append([event["args"][0], event["args"][0]])
+    return line
+
+
+def _stream_to_members(monoport, tls_args, tls_files, node_clients, redis, recovery, disturb) -> dict:
+    """Members on a shared port, a publisher on its own instance, ``disturb`` in the middle; the tallies."""
+    port = free_port()
+    servers = _instances(monoport, tls_args, redis.url, ["a1", "b1"], port, recovery)
+    servers.update(_instances(monoport, tls_args, redis.url, ["p"], free_port(), recovery))
+    url = f"https://127.0.0.1:{port}"
+    members = [node_clients(url, tls_files["ca"], transport=("websocket", "polling")[i % 2]) for i in range(4)]
+    for member in members:
+        member.joined()
+    peers_up(servers["p"], 2)
+    publisher = Publisher(servers["p"].url, tls_files["ca"])
+    began = time.monotonic()
+    try:
+        time.sleep(0.5)
+        disturb(servers, url)
+        time.sleep(1.0)
+    finally:
+        sent = publisher.stop()
+    seconds = time.monotonic() - began
+    deadline = time.monotonic() + (10 if recovery else 3)  # the last messages are on their way
+    while time.monotonic() < deadline and any(_tally(m, sent)["lost"] for m in members):
+        time.sleep(0.1)
+    report = {"sent": sent, "per_second": round(sent / seconds), "members": [_tally(m, sent) for m in members],
+              "reconnects": [[c["recovered"] for c in m.of("connect")[1:]] for m in members],
+              "ids_kept": [len({c["id"] for c in m.of("connect")}) == 1 for m in members],
+              "disconnects": sorted({d["reason"] for m in members for d in m.of("disconnect")})}
+    print(f"recovery={recovery or 'off'}:", json.dumps(report))
+    for index, member in enumerate(members):
+        print(f"member {index}:", json.dumps(_timeline(member)))
+    return report
+
+
+def _rolling_restart(monoport, tls_args, redis, recovery):
+    def restart(servers, url):
+        for old, new in (("a1", "a2"), ("b1", "b2")):
+            servers[old].stop()
+            servers.update(_instances(monoport, tls_args, redis.url, [new], servers[old].port, recovery))
+            peers_up(servers[new], 2)
+            time.sleep(1.0)
+    return restart
+
+
+def test_rolling_restart_under_a_200_per_second_room_stream_loses_nothing_with_recovery(
+        monoport, tls_args, tls_files, node_clients, redis):
+    report = _stream_to_members(monoport, tls_args, tls_files, node_clients, redis, "30",
+                                _rolling_restart(monoport, tls_args, redis, "30"))
+    assert report["sent"] > 500, report
+    assert all(t == {"lost": 0, "duplicated": 0, "out_of_order": 0} for t in report["members"]), report
+    assert all(r and all(r) for r in report["reconnects"]), report  # each member came back, always recovered
+    assert all(report["ids_kept"]), report
+
+
+def test_rolling_restart_without_recovery_loses_messages(monoport, tls_args, tls_files, node_clients, redis):
+    report = _stream_to_members(monoport, tls_args, tls_files, node_clients, redis, None,
+                                _rolling_restart(monoport, tls_args, redis, None))
+    assert sum(t["lost"] for t in report["members"]) > 0, report
+    assert not any(any(r) for r in report["reconnects"]), report
+
+
+def test_a_redis_restart_mid_stream_loses_no_message(monoport, tls_args, tls_files, node_clients, redis):
+    def restart_redis(servers, url):
+        redis.stop()
+        time.sleep(1.0)
+        redis.start()
+
+    report = _stream_to_members(monoport, tls_args, tls_files, node_clients, redis, "30", restart_redis)
+    assert all(t == {"lost": 0, "duplicated": 0, "out_of_order": 0} for t in report["members"]), report

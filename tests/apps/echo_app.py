@@ -116,3 +116,36 @@ def replay(sid):
     for index, message in messages:
         sio.emit("replayed", (index, message), to=sid)
     return [index for index, _ in messages]
+
+
+#: room -> state of the numbered stream a start_stream call began there
+STREAMS: dict[str, dict] = {}
+
+
+@sio.on("start_stream")
+def start_stream(sid, room, interval):
+    """Emit "room_message" 0, 1, 2 ... to ``room`` every ``interval`` seconds until stop_stream.
+
+    One greenlet emits them all, so they enter the message bus in order.
+    """
+    import time
+
+    state = STREAMS[room] = {"sent": 0, "stop": False}
+
+    def run():
+        began = time.monotonic()
+        while not state["stop"]:
+            sio.emit("room_message", state["sent"], room=room)
+            state["sent"] += 1
+            sio.sleep(max(0.0, began + state["sent"] * interval - time.monotonic()))
+
+    sio.start_background_task(run)
+    return "started"
+
+
+@sio.on("stop_stream")
+def stop_stream(sid, room):
+    """Stop the stream of ``room``; answer how many numbers it emitted."""
+    state = STREAMS.pop(room)
+    state["stop"] = True
+    return state["sent"]

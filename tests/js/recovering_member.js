@@ -17,7 +17,7 @@ const reconnectionDelay = Number(delay || 300);
 const socket = io(url, { transports: [transport], reconnectionDelay, reconnectionDelayMax: reconnectionDelay * 4 });
 
 socket.on("connect", () => {
-  say({ event: "connect", id: socket.id, recovered: socket.recovered, eio: socket.io.engine.id });
+  say({ event: "connect", id: socket.id, recovered: Boolean(socket.recovered), eio: socket.io.engine.id });
   if (!socket.recovered) {
     socket.emit("join", room, (answer) => say({ event: "joined", answer, id: socket.id }));
   }
