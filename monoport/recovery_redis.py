@@ -19,16 +19,17 @@ Theory of operation
    rewrites it with the duration as expiry; a deliberate disconnect deletes
    it. Writes carry the writing connection's token and a Lua check, so an
    old connection never overwrites the session a newer one took over.
-4. Offsets are checked against ``XINFO STREAM``: at or after the newest
-   entry Redis trimmed away, at or before the last id it generated (an
-   offset from before a Redis restart is refused, since those packets are
-   gone).
+4. An offset is good while its own entry is still in the stream (trimming
+   removes the oldest first, so everything after it is there too), or when it
+   is the newest id. An offset from before a Redis restart (without
+   persistence) names a lost entry: a fresh session, since packets may be lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from typing import Any, Final
 
@@ -52,6 +53,8 @@ PUBLISH_PATIENCE: Final = 10.0
 REFRESH_INTERVAL: Final = 2.0
 #: Redis socket timeouts in seconds; above READ_BLOCK_MS so a blocking read is not cut
 REDIS_OPTIONS: Final = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+#: how many of the newest entries a retried XADD looks through for its first attempt
+LANDED_WINDOW: Final = 1000
 #: how many XRANGE rounds a recovery may take to catch up with the local reader
 CATCH_UP_ROUNDS: Final = 50
 
@@ -125,12 +128,15 @@ class StreamManager(socketio.RedisManager, RecoveringMixin):
     def _publish(self, data: dict) -> Any:
         deadline = time.monotonic() + PUBLISH_PATIENCE
         failing = False
+        fields = {"m": self.json.dumps(data), "u": secrets.token_hex(8)}
         while True:
             try:
                 if not self.connected:
                     self._redis_connect()
-                entry = self.redis.xadd(self.stream, {"m": self.json.dumps(data)}, maxlen=STREAM_MAXLEN,
-                                        approximate=True)
+                # After a failure the last XADD may have landed with its reply lost: adding
+                # it again would deliver it twice.
+                entry = self._landed(fields["u"]) if failing else None
+                entry = entry or self.redis.xadd(self.stream, fields, maxlen=STREAM_MAXLEN, approximate=True)
                 if failing:
                     log.info("redis: message stream writable again")
                 return entry
@@ -144,6 +150,13 @@ class StreamManager(socketio.RedisManager, RecoveringMixin):
                     log.warning("redis: cannot add to the message stream (%s); retrying", exc)
                 failing = True
                 self.server.sleep(0.2)
+
+    def _landed(self, unique: str) -> Any:
+        """The id of the recent entry carrying ``unique``, or None."""
+        for entry_id, fields in self.redis.xrevrange(self.stream, count=LANDED_WINDOW):
+            if fields.get(b"u") == unique.encode():
+                return entry_id
+        return None
 
     # -- reading -----------------------------------------------------------------------
     def _listen(self):
@@ -205,22 +218,36 @@ class StreamManager(socketio.RedisManager, RecoveringMixin):
         return format_id(self.last_id)
 
     def check_offset(self, offset: str) -> None:
+        """Refuse an offset unless every entry after it is still in the stream.
+
+        Trimming removes the oldest entries, so that holds when the offset's own entry is
+        still there, or when it is the newest id (nothing after it), or for ``0-0`` (a
+        client that connected to an empty stream) while nothing was ever trimmed. An
+        offset from before a Redis restart names an entry that is gone: refused, since
+        what followed it may be lost.
+        """
         try:
             wanted = parse_id(offset)
         except ValueError:
             raise Refused("malformed offset") from None
         try:
-            info = self.store.client.xinfo_stream(self.stream)
-        except redis.ResponseError:
-            info = {}  # no stream (yet, or Redis restarted): only the very beginning is known
+            try:
+                info = self.store.client.xinfo_stream(self.stream)
+            except redis.ResponseError:
+                info = {}  # no stream (yet, or Redis restarted empty)
+            newest = parse_id(info.get("last-generated-id", "0-0"))
+            if wanted == newest:
+                return
+            if wanted > newest:
+                raise Refused("offset unknown to the stream (from before a Redis restart?)")
+            if wanted == (0, 0):
+                if int(info.get("entries-added", 0)) != int(info.get("length", 0)):
+                    raise Refused("offset trimmed away")
+                return
+            if not self.store.client.xrange(self.stream, min=offset, max=offset, count=1):
+                raise Refused("offset trimmed away")
         except REDIS_ERRORS as exc:
             raise Refused(f"redis unavailable ({exc})") from None
-        newest = parse_id(info.get("last-generated-id", "0-0"))
-        trimmed = parse_id(info.get("max-deleted-entry-id", "0-0"))
-        if wanted > newest:
-            raise Refused("offset unknown to the stream (from before a Redis restart?)")
-        if wanted < trimmed:
-            raise Refused("offset trimmed away")
 
     def missed(self, session: Session, offset: str) -> list[tuple[str, list]]:
         start = parse_id(offset)
