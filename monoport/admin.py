@@ -1,7 +1,8 @@
 """The admin pages under ``--admin-prefix`` (default ``/monoport``).
 
-- ``health``: JSON ``{"id", "conns", "max_conns", "draining", "version"}``,
-  open to everyone: peers and load balancers poll it.
+- ``health``: JSON ``{"id", "cluster", "conns", "max_conns", "draining",
+  "ready", "version"}``, open to everyone: peers and load balancers poll it;
+  503 while starting (not ready) or draining.
 - ``stats`` (HTML), ``stats.json`` and ``metrics`` (Prometheus text): views
   of :meth:`Stats.snapshot`, behind the access rule below.
 
@@ -60,11 +61,12 @@ class Admin:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return self._reply(start_response, 405, b"GET only\n", [("Allow", "GET, HEAD")])
         if name == "health":
-            # 503 while draining: load balancers (and Kubernetes readiness
-            # probes) take a stopping instance out; the body says why.
+            # 503 while starting or draining: load balancers (and Kubernetes
+            # readiness probes) send nothing yet, or no more; the body says why.
             health = self.stats.health()
             body = json.dumps(health).encode()
-            return self._reply(start_response, 503 if health["draining"] else 200, body,
+            unready = health["draining"] or not health["ready"]
+            return self._reply(start_response, 503 if unready else 200, body,
                                [("Content-Type", "application/json")])
         denied = self._denied(environ, start_response)
         if denied is not None:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+from .config import DEFAULT_APP_SPEC as DEFAULT_APP
 from .errors import ConfigError
-
-DEFAULT_APP = "webapp"
 
 
 @dataclass

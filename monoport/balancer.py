@@ -6,7 +6,8 @@ Decided per HTTP request once its head is read (``wsgi.Handler`` calls
 :meth:`Balancer.before_request`), and once per raw TCP client at sniff time
 (:meth:`Balancer.admit_raw`, steps 2-4 only):
 
-1. affinity: a ``sid`` on a Socket.IO path owned by another *up* instance is
+1. affinity: a ``sid`` on a Socket.IO path owned by another *up* instance
+   (or a sibling worker, up or not yet: see :mod:`monoport.peers`) is
    forwarded there. The owner is everything before the first dot of the
    session id, so no table, cookie or source hash is involved. An owner that
    is unknown, down, or refuses is not retried elsewhere: no other instance
@@ -91,10 +92,13 @@ class Balancer:
         self.max_conns: int = config.max_conns
         self.admin_prefix = getattr(config, "admin_prefix", "/monoport").rstrip("/") + "/"
         self.local: set[Connection] = set()
-        self.peers = PeerTable(self.my_id, self.admin_prefix + "health", self.dial, runtime.stats)
+        self.cluster: str = config.cluster_name
+        self.peers = PeerTable(self.my_id, self.admin_prefix + "health", self.dial, runtime.stats, self.cluster)
         self.peers.on_draining = self.peer_draining
         for address in config.peer:
             self.peers.add(address, static=True)
+        for sibling_id, address in config.sibling:
+            self.peers.add(address, peer_id=sibling_id, sibling=True)
         self.forwarded_out = 0
         self.forwarded_in = 0
         self.refused_full = 0
@@ -207,7 +211,7 @@ class Balancer:
             # a long-poll through a stopping peer would hold its splice for up to pingInterval
             self._end_poll(head.query("sid"))
         if owner is not None and owner != self.my_id:
-            peer = self.peers.by_id(owner)
+            peer = self.peers.owner(owner)
             if peer is not None and self.forward(conn, [peer], affinity=True):
                 return False
         if self.rt.draining and conn not in self.local and self._from_peer(conn):
@@ -257,6 +261,18 @@ class Balancer:
                         logging.WARNING)
             return False
         return True
+
+    def admit_forward(self, conn: Connection, header: Any) -> bool:
+        """A PROXY header on the peer listener: only this cluster's instances may forward here."""
+        if not header.proxied or header.cluster == self.cluster:
+            return True  # LOCAL: a health poll, which is public anyway
+        host = str(conn.peer[0])
+        self.peers.strangers.warn(
+            ("forward", host, str(header.forwarded_by), str(header.cluster)),
+            "peer listener: %s (instance %s of cluster %r) is not of this cluster %r; its forwards are refused",
+            host, header.forwarded_by, header.cluster, self.cluster)
+        conn.outcome = f"peer listener: forward from cluster {header.cluster!r} refused"
+        return False
 
     def _from_peer(self, conn: Connection) -> bool:
         return conn.listener.role == "peer"
@@ -313,7 +329,7 @@ class Balancer:
             authority = header.authority if header is not None else None
         local = conn.local if isinstance(conn.local, tuple) else ("0.0.0.0", 0)
         return proxyproto.build_v2(conn.client, local, tls_version=tls_version, authority=authority,
-                                   forwarded_by=self.my_id)
+                                   forwarded_by=self.my_id, cluster=self.cluster)
 
     def _forward_to(self, conn: Connection, peer: Peer, backend: socket.socket, replay: bytearray) -> None:
         """One attempt. Raises _Retry while nothing has reached the client."""

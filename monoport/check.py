@@ -50,6 +50,6 @@ def run(config: Config) -> int:
                 runtime.access.close()
     ports = ", ".join(f"{h}:{p}" for h, p in config.bind)
     parts = [f"app {runtime.loaded.description}", f"listen {ports}", f"tls {'on' if runtime.certs else 'off'}",
-             f"raw {config.raw}", f"instance {config.instance_id}", *extra]
+             f"raw {config.raw}", f"instance {config.instance_id}", f"cluster {config.cluster_name}", *extra]
     print("monoport: configuration OK: " + ", ".join(parts))
     return 0

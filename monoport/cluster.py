@@ -12,10 +12,17 @@ logs one error line per attempt, backing off from 1 s to 60 s. What it does
 not do is say when it is back: the subclass below logs that line.
 
 Discovery: every :data:`ANNOUNCE_INTERVAL` each instance writes
-``monoport:instance:<id>`` = ``{"id", "peer", "max_conns"}`` with a
-:data:`ANNOUNCE_TTL` expiry and reads the others' keys; the peer table adds
-new ones and forgets those whose key expired. A Redis outage costs one log
-line when it starts and one when it ends; known peers stay, polled directly.
+``monoport:<cluster>:instance:<id>`` = ``{"id", "cluster", "peer",
+"max_conns"}`` with a :data:`ANNOUNCE_TTL` expiry and reads the others'
+keys; the peer table adds new ones and forgets those whose key expired. A
+Redis outage costs one log line when it starts and one when it ends; known
+peers stay, polled directly.
+
+Scope: everything monoport keeps in Redis is under ``monoport:<cluster>:``
+(:func:`key_prefix`), and the Socket.IO messages travel on the channel
+``monoport:<cluster>:socketio``, so two deployments that share a Redis
+database (another app, or staging beside production) never meet. Discovery
+alone is not trusted: a peer's health answer must name the same cluster.
 """
 
 from __future__ import annotations
@@ -36,12 +43,21 @@ ANNOUNCE_INTERVAL: Final = 1.0
 #: Expiry of an announcement: an instance that stops (or is killed) vanishes
 #: from the others' tables this long after its last announcement.
 ANNOUNCE_TTL: Final = 5
-KEY_PREFIX: Final = "monoport:instance:"
 #: Redis socket timeouts in seconds: a dead Redis must not stall the poller.
 REDIS_TIMEOUT: Final = 2.0
 
 
-def attach_redis_manager(sio: Any, url: str) -> Any:
+def key_prefix(cluster: str) -> str:
+    """The prefix of every Redis key (and channel) of ``cluster``."""
+    return f"monoport:{cluster}:"
+
+
+def channel(cluster: str) -> str:
+    """The Socket.IO pub/sub channel of ``cluster`` (python-socketio's default is ``socketio``)."""
+    return key_prefix(cluster) + "socketio"
+
+
+def attach_redis_manager(sio: Any, url: str, cluster: str) -> Any:
     """Make ``sio`` send room and broadcast emits through Redis (python-socketio's RedisManager)."""
     import socketio
 
@@ -56,7 +72,7 @@ def attach_redis_manager(sio: Any, url: str) -> Any:
                 log.info("redis: connected again; pub/sub resubscribed")
             self.reconnects += 1
 
-    manager = Manager(url, logger=logging.getLogger("monoport.redis"),
+    manager = Manager(url, channel=channel(cluster), logger=logging.getLogger("monoport.redis"),
                       redis_options={"socket_connect_timeout": REDIS_TIMEOUT, "health_check_interval": 10})
     manager.set_server(sio)
     sio.manager = manager
@@ -68,7 +84,7 @@ def attach_redis_manager(sio: Any, url: str) -> Any:
 class Announcer:
     """This instance's key in Redis, and everyone else's."""
 
-    def __init__(self, url: str, my_id: str, advertise: HostPort | None, max_conns: int) -> None:
+    def __init__(self, url: str, my_id: str, advertise: HostPort | None, max_conns: int, cluster: str) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT,
@@ -76,11 +92,15 @@ class Announcer:
         self.my_id = my_id
         self.advertise = advertise
         self.max_conns = max_conns
+        self.cluster = cluster
+        self.prefix = instance_prefix(cluster)
         self.healthy = True
+        #: Redis answered at least once (health is not ready before)
+        self.reached = False
         self.withdrawn = False
 
     def key(self, instance_id: str) -> str:
-        return KEY_PREFIX + instance_id
+        return self.prefix + instance_id
 
     def announce_and_discover(self) -> list[tuple[str, HostPort]] | None:
         """Refresh our key; return the others' ``(id, peer address)``, or None if Redis failed."""
@@ -88,11 +108,10 @@ class Announcer:
 
         try:
             if self.advertise is not None and not self.withdrawn:
-                value = json.dumps({"id": self.my_id, "peer": format_address(self.advertise),
-                                    "max_conns": self.max_conns})
+                value = json.dumps({"id": self.my_id, "cluster": self.cluster,
+                                    "peer": format_address(self.advertise), "max_conns": self.max_conns})
                 self.client.set(self.key(self.my_id), value, ex=ANNOUNCE_TTL)
-            keys = [k for k in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000)]
-            values = self.client.mget(keys) if keys else []
+            values = announced(self.client, self.cluster)
         except (redis.RedisError, OSError) as exc:
             if self.healthy:
                 log.warning("redis: announcing failed (%s); known peers stay in use", exc)
@@ -100,7 +119,7 @@ class Announcer:
             return None
         if not self.healthy:
             log.info("redis: reachable again")
-        self.healthy = True
+        self.healthy = self.reached = True
         found = []
         for raw in values:
             try:
@@ -122,8 +141,23 @@ class Announcer:
             pass
 
 
+def instance_prefix(cluster: str) -> str:
+    return key_prefix(cluster) + "instance:"
+
+
+def announced(client: Any, cluster: str) -> list[bytes]:
+    """The announcements of ``cluster``'s instances (raw JSON; an expired one is None)."""
+    keys = list(client.scan_iter(match=_glob_escape(instance_prefix(cluster)) + "*", count=1000))
+    return client.mget(keys) if keys else []
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern (the default cluster, an app spec, is unchecked)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def check_redis(rt: Any) -> str | None:
-    """``--check``: Redis answers, and how many instances are announced in it."""
+    """``--check``: Redis answers, and which instances of this cluster are announced in it."""
     url = rt.config.redis
     if not url:
         return None
@@ -132,10 +166,17 @@ def check_redis(rt: Any) -> str | None:
     try:
         client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
         client.ping()
-        announced = sum(1 for _ in client.scan_iter(match=KEY_PREFIX + "*", count=1000))
+        found = announced(client, rt.config.cluster_name)
     except (redis.RedisError, OSError, ValueError) as exc:
         raise ConfigError("--redis", f"cannot reach Redis: {exc}") from None
-    return f"redis ok ({announced} instance(s) announced)"
+    ids = []
+    for raw in found:
+        try:
+            info = json.loads(raw)
+            ids.append(f"{info['id']}@{info['peer']}")
+        except (TypeError, ValueError, KeyError):
+            continue
+    return f"redis ok ({len(ids)} instance(s) announced{': ' + ' '.join(sorted(ids)) if ids else ''})"
 
 
 CHECKS.append(check_redis)

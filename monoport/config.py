@@ -22,6 +22,8 @@ from .errors import ConfigError
 
 HostPort = tuple[str, int]
 ENV_PREFIX = "MONOPORT_"
+#: What ``--app`` means when it is not given (the demo app in webapp/); appload imports it.
+DEFAULT_APP_SPEC = "webapp"
 
 
 def option(
@@ -97,6 +99,23 @@ def parse_instance_id(text: str) -> str:
     if not 1 <= len(text) <= 16 or not set(text) <= allowed:
         raise ValueError("expected 1-16 characters of [a-z0-9]")
     return text
+
+
+CLUSTER_CHARS = frozenset(string.ascii_letters + string.digits + "._:-")
+
+
+def parse_cluster(text: str) -> str:
+    if not 1 <= len(text) <= 64 or not set(text) <= CLUSTER_CHARS:
+        raise ValueError("expected 1-64 characters of [A-Za-z0-9._:-]")
+    return text
+
+
+def parse_sibling(text: str) -> tuple[str, HostPort]:
+    """``ID@HOST:PORT``: a worker of the same master, known before it answers."""
+    instance_id, sep, address = text.partition("@")
+    if not sep:
+        raise ValueError(f"expected ID@HOST:PORT, got {text!r}")
+    return parse_instance_id(instance_id), parse_hostport(address)
 
 
 def parse_raw(text: str) -> str:
@@ -242,6 +261,11 @@ class Config:
         "", "--instance-id", parse=parse_instance_id, metavar="ID",
         help="this instance's id, the prefix of its Socket.IO session ids (default: random)",
     )
+    cluster: str = option(
+        "", "--cluster", parse=parse_cluster, metavar="NAME",
+        help="the deployment this instance belongs to: it scopes peer discovery, the Socket.IO Redis "
+        "channel and every Redis key, and peers of another cluster are refused (default: the --app spec)",
+    )
     max_conns: int = option(
         10000, "--max-conns", parse=parse_count, metavar="N",
         help="client connections this instance serves itself (keep-alive, WebSocket, raw, forwarded-in); "
@@ -263,6 +287,15 @@ class Config:
     peer_advertise: HostPort | None = option(
         None, "--peer-advertise", parse=parse_hostport, metavar="HOST:PORT",
         help="the peer address announced in Redis when --peer-bind listens on all interfaces",
+    )
+    sibling: tuple[tuple[str, HostPort], ...] = option(
+        (), "--sibling", parse=parse_sibling, repeat=True, metavar="ID@HOST:PORT",
+        help="set by --workers for its workers: another worker's id and peer listener, routed to "
+        "from the first request",
+    )
+    peer_fd: int | None = option(
+        None, "--peer-fd", parse=parse_count, metavar="FD",
+        help="set by --workers for its workers: the peer listener, an inherited listening socket",
     )
     redis: str | None = option(
         None, "--redis", parse=parse_redis_url, metavar="URL", env=("REDIS_URL",),
@@ -314,6 +347,11 @@ class Config:
     @property
     def ports(self) -> list[int]:
         return [port for _, port in self.bind]
+
+    @property
+    def cluster_name(self) -> str:
+        """``--cluster``, else the app spec: two different apps on one Redis never meet by accident."""
+        return self.cluster or self.app or DEFAULT_APP_SPEC
 
 
 def options() -> list[dataclasses.Field]:

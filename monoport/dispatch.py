@@ -196,6 +196,8 @@ class Dispatcher:
         deadline = time.monotonic() + self.rt.config.sniff_timeout
         header, _ = peek(conn, deadline, _parse_proxy, size=proxyproto.V2_MAX)
         header, consumed = header
+        if conn.listener.role == "peer" and not self.rt.balancer.admit_forward(conn, header):
+            return False
         _recv_exactly(conn.raw_sock, consumed)
         if header.proxied and header.source:
             conn.client = header.source

@@ -65,6 +65,19 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
     return sock
 
 
+def inherited_socket(fd: int) -> socket.socket:
+    """A listening TCP socket passed down by the --workers master (raises OSError if it is not one)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise OSError(f"file descriptor {fd} is not a listening TCP socket")
+    except OSError:
+        sock.detach()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 class Listener(StreamServer):
     """The public port (or a peer/Flash port): every accepted socket goes to ``serve``."""
 

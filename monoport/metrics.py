@@ -30,9 +30,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: name (as exposed) -> (type, labels, help)
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "monoport_info": ("info", ("instance", "version"), "instance id and monoport version"),
+    "monoport_info": ("info", ("instance", "cluster", "version"), "instance id, cluster and monoport version"),
     "monoport_uptime_seconds": ("gauge", (), "seconds since the process started"),
     "monoport_draining": ("gauge", (), "1 while shutting down gracefully"),
+    "monoport_ready": ("gauge", (), "1 once listeners, Redis and sibling workers are in place (health answers 200)"),
     "monoport_max_connections": ("gauge", (), "--max-conns (absent when unlimited)"),
     "monoport_connections": ("gauge", (), "client connections served by this instance (what --max-conns limits)"),
     "monoport_open_connections": ("gauge", ("kind", "tls"), "open client sockets by what they speak"),
@@ -101,10 +102,11 @@ def _labelled(name: str, rows: list[tuple[list[str], float]]) -> Metric:
 def families(snap: dict[str, Any]) -> Iterator[Metric]:
     """Metric families for one snapshot."""
     info = _family("monoport_info")
-    info.add_metric([], {"instance": snap["id"], "version": snap["version"]})
+    info.add_metric([], {"instance": snap["id"], "cluster": snap["cluster"], "version": snap["version"]})
     yield info
     yield _single("monoport_uptime_seconds", snap["uptime"])
     yield _single("monoport_draining", 1 if snap["draining"] else 0)
+    yield _single("monoport_ready", 1 if snap["ready"] else 0)
     if snap["max_conns"] is not None:
         yield _single("monoport_max_connections", snap["max_conns"])
     conns = snap["connections"]

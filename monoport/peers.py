@@ -18,6 +18,14 @@ Theory of operation:
 * Free capacity is ``max_conns - conns`` from the last health answer, minus
   the connections forwarded since then, so a burst spreads over peers
   instead of piling onto the one that looked emptiest a second ago.
+* A peer proves it belongs: its health answer names its cluster
+  (``--cluster``). One that names another cluster, or none, is a
+  *stranger*: never up, never sent a client's bytes, and logged once.
+* Siblings (``--sibling``, the other workers of one master) are known by id
+  and address before they answer: their listening sockets belong to the
+  master, so a session of a sibling is forwarded to it from the first
+  request, whatever its health (a sibling being restarted takes the
+  connection from the listen backlog once it is up).
 """
 
 from __future__ import annotations
@@ -50,6 +58,25 @@ FALL: Final = 2
 HEALTH_MAX_BYTES: Final = 65536
 #: How many ids of peers that stopped announcing are remembered (their forwarded connections close).
 GONE_REMEMBERED: Final = 64
+#: How many strangers (instances of other clusters) are remembered, to warn once about each.
+STRANGERS_REMEMBERED: Final = 256
+
+
+class Strangers:
+    """Instances of other clusters seen knocking: one warning line each, not one per connection."""
+
+    def __init__(self, stats: Any = None) -> None:
+        self.seen: deque[tuple[str, ...]] = deque(maxlen=STRANGERS_REMEMBERED)
+        #: counts each refusal as the error ``cluster_stranger`` (stats page, metrics)
+        self.stats = stats
+
+    def warn(self, key: tuple[str, ...], message: str, *args: Any) -> None:
+        if self.stats is not None:
+            self.stats.error("cluster_stranger")
+        if key in self.seen:
+            return
+        self.seen.append(key)
+        log.warning(message, *args)
 
 
 @dataclass
@@ -68,6 +95,12 @@ class Peer:
     draining: bool = False
     #: this address is our own peer listener (a shared --peer list)
     is_self: bool = False
+    #: a worker of the same master (--sibling): forwarded to before it answers
+    sibling: bool = False
+    #: its health answer names another cluster (or none): never used
+    stranger: bool = False
+    #: its health answer said it is not ready yet (starting): no spill-over to it
+    ready: bool = True
     last_error: str | None = None
     last_check: float = 0.0
     #: connections forwarded to it, ever
@@ -89,11 +122,12 @@ class Peer:
             "id": self.id, "address": format_address(self.address), "up": self.up, "draining": self.draining,
             "conns": self.conns, "max_conns": self.max_conns, "free": max(self.free, 0),
             "forwarded": self.forwarded, "static": self.static, "last_error": self.last_error,
+            "ready": self.ready, "sibling": self.sibling, "stranger": self.stranger,
         }
 
 
 def parse_health(response: bytes) -> dict[str, Any]:
-    """The JSON of a health answer: ``200``, or ``503`` from a draining instance (pure).
+    """The JSON of a health answer: ``200``, or ``503`` from a draining or starting instance (pure).
 
     Raises:
         ValueError: not a 200 or 503 with a JSON object carrying ``id``.
@@ -107,8 +141,8 @@ def parse_health(response: bytes) -> dict[str, Any]:
     data = json.loads(body)
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise ValueError("health answer without an id")
-    if status_line[1] == b"503" and data.get("draining") is not True:
-        raise ValueError("health answered 503 without draining")
+    if status_line[1] == b"503" and data.get("draining") is not True and data.get("ready") is not False:
+        raise ValueError("health answered 503 without draining or starting")
     return data
 
 
@@ -116,8 +150,12 @@ class PeerTable:
     """Every known peer, their health, and the poller that keeps it current."""
 
     def __init__(self, my_id: str, health_path: str,
-                 dial: Callable[[HostPort, float], socket.socket], stats: Any = None) -> None:
+                 dial: Callable[[HostPort, float], socket.socket], stats: Any = None,
+                 cluster: str = "") -> None:
         self.my_id = my_id
+        #: this instance's cluster: peers must name the same one
+        self.cluster = cluster
+        self.strangers = Strangers(stats)
         #: the runtime's Stats: told every peer's state for the stats page
         self.stats = stats
         self.health_path = health_path
@@ -130,12 +168,14 @@ class PeerTable:
         self._poller: gevent.Greenlet | None = None
 
     # -- membership ----------------------------------------------------------
-    def add(self, address: HostPort, *, peer_id: str | None = None, static: bool = False) -> Peer:
+    def add(self, address: HostPort, *, peer_id: str | None = None, static: bool = False,
+            sibling: bool = False) -> Peer:
         peer = self.peers.get(address)
         if peer is None:
-            peer = self.peers[address] = Peer(address, static=static, id=peer_id)
+            peer = self.peers[address] = Peer(address, static=static or sibling, id=peer_id, sibling=sibling)
             peer.ips = _resolve(address[0])
-            log.info("peer %s added (%s)", peer.name, "--peer" if static else "discovered")
+            how = "sibling worker" if sibling else "--peer" if static else "discovered"
+            log.info("peer %s added (%s)", peer.name, how)
             if peer_id in self.gone:
                 self.gone.remove(peer_id)  # the same id started again
         elif peer_id and peer.id != peer_id:
@@ -164,9 +204,17 @@ class PeerTable:
                 return peer
         return None
 
+    def owner(self, peer_id: str) -> Peer | None:
+        """Where a session of instance ``peer_id`` is forwarded: an up peer, or a sibling in any state."""
+        for peer in self.peers.values():
+            if peer.id == peer_id and not peer.is_self and not peer.stranger and (peer.up or peer.sibling):
+                return peer
+        return None
+
     def candidates(self) -> list[Peer]:
         """Peers that may take spill-over, most free capacity first."""
-        usable = [p for p in self.peers.values() if p.up and not p.draining and not p.is_self and p.free > 0]
+        usable = [p for p in self.peers.values()
+                  if p.up and p.ready and not p.draining and not p.is_self and p.free > 0]
         return sorted(usable, key=lambda p: p.free, reverse=True)
 
     def source_allowed(self, host: str) -> bool:
@@ -195,8 +243,13 @@ class PeerTable:
                 log.info("peer address %s is this instance; ignored", format_address(peer.address))
             peer.is_self = True
             return
+        if info is not None and info.get("cluster") != self.cluster:
+            self._stranger(peer, info)
+            return
         if info is not None:
+            peer.stranger = False
             peer.id = info["id"]
+            peer.ready = info.get("ready") is not False
             peer.conns = int(info.get("conns") or 0)
             peer.max_conns = int(info.get("max_conns") or 0)
             was_draining, peer.draining = peer.draining, bool(info.get("draining"))
@@ -216,6 +269,19 @@ class PeerTable:
             if peer.up and peer.failures >= FALL:
                 peer.up = False
                 log.warning("peer %s down (%s)", peer.name, error)
+
+    def _stranger(self, peer: Peer, info: dict[str, Any]) -> None:
+        """A health answer from another cluster's instance: never forward a client's bytes to it."""
+        theirs = info.get("cluster")
+        peer.stranger = True
+        peer.last_error = f"cluster {theirs!r}, not {self.cluster!r}"
+        peer.passes = 0
+        if peer.up:
+            peer.up = False
+        self.strangers.warn(("health", format_address(peer.address), str(info.get("id")), str(theirs)),
+                            "peer %s is instance %s of cluster %r, not of this cluster %r: never forwarded to "
+                            "(another deployment on the same Redis or --peer list?)",
+                            format_address(peer.address), info.get("id"), theirs, self.cluster)
 
     def check(self, peer: Peer) -> None:
         try:

@@ -4,8 +4,9 @@ Invariants: :func:`parse` never consumes a byte past the header it returns,
 and never raises anything but :class:`~monoport.errors.ProtocolViolation`.
 The v2 header monoport writes when it forwards a connection carries the
 client's address, whether the client used TLS (PP2_TYPE_SSL with its
-version and the SNI as PP2_TYPE_AUTHORITY) and the forwarding instance's id
-in a custom TLV, so the peer's WSGI environ matches the contract.
+version and the SNI as PP2_TYPE_AUTHORITY), and in custom TLVs the
+forwarding instance's id (so the peer's WSGI environ matches the contract)
+and its cluster (so a peer listener refuses instances of another deployment).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ PP2_SUBTYPE_SSL_VERSION: Final = 0x21
 PP2_CLIENT_SSL: Final = 0x01
 #: Custom TLV (0xE0-0xEF are for private use): id of the forwarding instance.
 PP2_TYPE_MONOPORT_FORWARDED_BY: Final = 0xE0
+#: Custom TLV: the forwarding instance's cluster (a peer listener refuses strangers).
+PP2_TYPE_MONOPORT_CLUSTER: Final = 0xE1
 
 Address = tuple[str, int]
 
@@ -46,6 +49,7 @@ class ProxyHeader:
     tls_version: str | None = None
     authority: str | None = None
     forwarded_by: str | None = None
+    cluster: str | None = None
     tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -152,6 +156,7 @@ def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | _NeedMore:
             tls_version=tls_version,
             authority=_text(tlvs.get(PP2_TYPE_AUTHORITY)),
             forwarded_by=_text(tlvs.get(PP2_TYPE_MONOPORT_FORWARDED_BY)),
+            cluster=_text(tlvs.get(PP2_TYPE_MONOPORT_CLUSTER)),
             tlvs=tlvs,
         ),
         consumed,
@@ -183,6 +188,7 @@ def build_v2(
     tls_version: str | None = None,
     authority: str | None = None,
     forwarded_by: str | None = None,
+    cluster: str | None = None,
 ) -> bytes:
     """Build a PROXY v2 header (command PROXY, TCP over IPv4 or IPv6)."""
     src = ipaddress.ip_address(source[0].split("%")[0])
@@ -200,6 +206,8 @@ def build_v2(
         tlvs += _tlv(PP2_TYPE_AUTHORITY, authority.encode("utf-8"))
     if forwarded_by:
         tlvs += _tlv(PP2_TYPE_MONOPORT_FORWARDED_BY, forwarded_by.encode("ascii"))
+    if cluster:
+        tlvs += _tlv(PP2_TYPE_MONOPORT_CLUSTER, cluster.encode("utf-8"))
     body = addrs + tlvs
     return PROXY_V2_SIGNATURE + struct.pack("!BBH", 0x21, fam, len(body)) + body
 

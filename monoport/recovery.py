@@ -523,6 +523,9 @@ class Recovery:
         """Initialize the manager now (the Redis one starts reading its stream) rather than on the first connect."""
         self.manager.initialize()
         self.sio.manager_initialized = True
+        stream = getattr(self.manager, "stream", None)
+        log.info("recovery: sessions kept %gs after a lost transport; %s", self.store.duration,
+                 f"Socket.IO messages through the Redis stream {stream}" if stream else "in memory")
 
     def snapshot(self) -> dict[str, Any]:
         c = self.counters

@@ -29,7 +29,7 @@ from .connection import Connection, format_address
 from .dispatch import Dispatcher
 from .errors import ConfigError, PeerUnavailable
 from .limits import PerClientLimit, raise_fd_limit
-from .listener import Listener, bind_socket, migrate_on_close
+from .listener import Listener, bind_socket, inherited_socket, migrate_on_close
 from .router import Router
 from .stats import Stats
 from .tls import Certificates, Pair
@@ -55,6 +55,9 @@ def _raw_off(rt: "Runtime", conn: Connection, silent: bool) -> None:
 
 RAW_STAGES["off"] = _raw_off
 RAW_STAGES["sio"] = rawtcp.serve
+
+#: Seconds health waits for sibling workers' first answer before saying ready without them.
+SIBLING_WAIT = 10.0
 
 #: Seconds to connect to the ``--raw HOST:PORT`` backend before giving up.
 RAW_DIAL_TIMEOUT = 5.0
@@ -154,6 +157,12 @@ class Runtime:
         self.access_log: Callable[[Any], None] | None = None
         self.stats = Stats(config.instance_id, __version__, getattr(config, "max_conns", None))
         self.stats.draining = lambda: self.draining
+        self.stats.cluster = config.cluster_name
+        self.stats.ready = self.is_ready
+        #: the listeners accept (set by start)
+        self.accepting = False
+        #: is_ready said yes once: a sibling being restarted later does not make us unready
+        self.was_ready = False
         self.access: accesslog.AccessLog | None = None
         self.per_client = PerClientLimit(config.max_conns_per_ip)
         self.announcer: Any = None
@@ -176,8 +185,10 @@ class Runtime:
             embed_instance_id(rt.sio, config.instance_id)
             apply_sio_limits(rt.sio, config)
             sioguard.guard(rt.sio)
+            sioguard.quiet_unknown_sessions(rt.sio)
             if config.recovery:
-                rt.recovery = recovery.install(rt.sio, config.recovery, config.redis, key_prefix="monoport:",
+                rt.recovery = recovery.install(rt.sio, config.recovery, config.redis,
+                                               key_prefix=cluster.key_prefix(config.cluster_name),
                                                instance_id=config.instance_id)
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
@@ -240,13 +251,16 @@ class Runtime:
         specs = [(host, port, "public") for host, port in config.bind]
         if config.flash_policy_port is not None:
             specs.append((config.bind[0][0], config.flash_policy_port, "flash"))
-        peer_bind = config.peer_bind or (("127.0.0.1", 0) if config.redis else None)
+        peer_bind = config.peer_bind or (("127.0.0.1", 0) if config.redis or config.peer_fd is not None else None)
         if peer_bind is not None:
             specs.append((peer_bind[0], peer_bind[1], "peer"))
         flags = {"flash": "--flash-policy-port", "peer": "--peer-bind", "public": "--bind"}
         for host, port, role in specs:
             try:
-                sock = bind_socket(host, port, reuse_port=config.reuse_port and role == "public")
+                if role == "peer" and config.peer_fd is not None:
+                    sock = inherited_socket(config.peer_fd)  # --workers: the master's, stable across restarts
+                else:
+                    sock = bind_socket(host, port, reuse_port=config.reuse_port and role == "public")
             except OSError as exc:
                 for listener in self.listeners:
                     listener.close()
@@ -317,14 +331,17 @@ class Runtime:
         gevent.spawn(self.stats.measure_lag, gevent.sleep)
         for listener in self.listeners:
             listener.start()
+        self.accepting = True
         scheme = "https" if self.certs else "http"
         for listener in self.listeners:
             host, port = listener.address[:2]
             log.info("listening on %s:%s (%s)", host, port, listener.role if listener.role != "public" else scheme)
         sio_mode = self.sio.async_mode if self.sio is not None else "none"
         log.info(
-            "monoport %s instance %s: app %s, Socket.IO async_mode=%s under %s, websocket=%s, raw=%s, tls=%s",
-            __version__, self.config.instance_id, self.loaded.description, sio_mode,
+            "monoport %s instance %s: cluster %r%s, app %s, Socket.IO async_mode=%s under %s, websocket=%s, "
+            "raw=%s, tls=%s",
+            __version__, self.config.instance_id, self.config.cluster_name,
+            "" if self.config.cluster else " (from the app; --cluster names it)", self.loaded.description, sio_mode,
             ",".join(self.config.sio_path), WEBSOCKET_LIBRARY, self.config.raw,
             "off" if self.certs is None else ",".join(self.certs.names) or "on",
         )
@@ -340,16 +357,35 @@ class Runtime:
         """Redis messages and discovery, then the peer health poller."""
         config = self.config
         discover = None
+        name = config.cluster_name
         if config.redis:
             if self.recovery is not None:
                 self.recovery.start()  # its manager carries messages through a Redis Stream
             elif self.sio is not None:
-                cluster.attach_redis_manager(self.sio, config.redis)
-            self.announcer = cluster.Announcer(config.redis, config.instance_id, self.peer_address, config.max_conns)
+                cluster.attach_redis_manager(self.sio, config.redis, name)
+            self.announcer = cluster.Announcer(config.redis, config.instance_id, self.peer_address,
+                                               config.max_conns, name)
             discover = self._discover
-            log.info("redis: Socket.IO messages and peer discovery through %s", redact(config.redis))
-        if config.redis or config.peer:
+            log.info("redis: Socket.IO messages on channel %s and peer discovery under %s* through %s",
+                     cluster.channel(name), cluster.key_prefix(name), redact(config.redis))
+        if config.redis or config.peer or config.sibling:
             self.balancer.peers.start(discover)
+
+    def is_ready(self) -> bool:
+        """Health's readiness: listeners accept, Redis answered, sibling workers answered (or waited for)."""
+        if self.was_ready:
+            return True
+        if not self.accepting or (self.announcer is not None and not self.announcer.reached):
+            return False
+        waiting = [peer for peer in self.balancer.peers.peers.values()
+                   if peer.sibling and not peer.up and not peer.passes and not peer.is_self]
+        if waiting and time.time() - self.started_at < SIBLING_WAIT:
+            return False
+        if waiting:
+            log.warning("ready without sibling worker(s) %s, silent for %.0fs",
+                        ", ".join(peer.name for peer in waiting), SIBLING_WAIT)
+        self.was_ready = True
+        return True
 
     def _discover(self) -> None:
         found = self.announcer.announce_and_discover()

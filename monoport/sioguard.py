@@ -63,3 +63,21 @@ def guard(sio: Any) -> None:
         return None
 
     eio.handlers["message"] = message
+
+
+def quiet_unknown_sessions(sio: Any) -> None:
+    """python-engineio's "Invalid session" (logged at ERROR) becomes a debug line of monoport's.
+
+    A session id nobody knows is the client's business (its server restarted,
+    or the session expired): the client gets python-engineio's 400 as before
+    and opens a new session; an operator's log is not the place for it.
+    """
+    sio.eio.logger.addFilter(_demote_invalid_session)  # added once per logger, however many servers
+
+
+def _demote_invalid_session(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if message.startswith("Invalid session "):
+        log.debug("engine.io: %s", message.partition(" (further")[0])
+        return False
+    return True

@@ -86,6 +86,10 @@ class Stats:
         self.clock = clock
         self.started = clock()
         self.draining: Callable[[], bool] = lambda: False
+        #: listeners, Redis and sibling workers in place (health answers 503 until then)
+        self.ready: Callable[[], bool] = lambda: True
+        #: --cluster, named in the health answer so peers can tell strangers
+        self.cluster = ""
         self.open: set[Any] = set()
         #: open connections spliced to a peer (they count at the peer)
         self.out: set[Any] = set()
@@ -200,8 +204,8 @@ class Stats:
 
     # -- the one read path -------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return {"id": self.instance_id, "conns": self.conns, "max_conns": self.max_conns,
-                "draining": bool(self.draining()), "version": self.version}
+        return {"id": self.instance_id, "cluster": self.cluster, "conns": self.conns, "max_conns": self.max_conns,
+                "draining": bool(self.draining()), "ready": bool(self.ready()), "version": self.version}
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as plain JSON-ready data (the admin pages' only source)."""

@@ -80,8 +80,8 @@ def render(snap: dict[str, Any], environ: dict | None = None) -> bytes:
     conns, tls, sio = snap["connections"], snap["tls"], snap["socketio"]
     sections = [
         table("Instance", ("field", "value"), [
-            ("instance id", snap["id"]), ("version", snap["version"]), ("uptime", _duration(snap["uptime"])),
-            ("draining", snap["draining"]),
+            ("instance id", snap["id"]), ("cluster", snap["cluster"]), ("version", snap["version"]),
+            ("uptime", _duration(snap["uptime"])), ("ready", snap["ready"]), ("draining", snap["draining"]),
             ("connections / max", f"{conns['live']} / {snap['max_conns'] if snap['max_conns'] is not None else '∞'}"),
             ("event-loop lag (last / max, ms)",
              f"{snap['event_loop']['lag'] * 1000:.1f} / {snap['event_loop']['lag_max'] * 1000:.1f}"),

@@ -4,11 +4,18 @@ The master does not serve: it starts N workers (``python -m monoport`` with
 the same command line plus ``--workers 1 --reuse-port --instance-id
 <id><n>``), restarts any that dies, and passes signals on. Each worker is a
 full instance: it binds the public port with SO_REUSEPORT (the kernel
-spreads new connections over the workers), opens its own peer listener on a
-free loopback port (or ``--peer-bind`` port + n) and announces it in Redis,
-which ``--workers`` requires. So when the kernel hands a polling request to
-the wrong worker, that worker forwards it to the session's owner like any
-other peer would.
+spreads new connections over the workers) and announces its peer listener
+in Redis, which ``--workers`` requires. So when the kernel hands a polling
+request to the wrong worker, that worker forwards it to the session's owner
+like any other peer would.
+
+The master binds every worker's peer listener itself (a free loopback port,
+or ``--peer-bind`` port + n) before it starts any worker, and hands each
+worker its socket (``--peer-fd``) and the others' ids and addresses
+(``--sibling``). So a worker routes a sibling's sessions from its first
+request, without waiting for Redis discovery and health polls; and a
+worker that is replaced gets the same socket again, so connections sent to
+it while it restarts wait in the backlog instead of being refused.
 
 Why fresh processes and not ``os.fork()``: the master has already
 monkey-patched and may have imported the app; a fresh interpreter per worker
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +34,9 @@ from typing import Final
 
 import gevent
 
-from .config import Config
+from .config import Config, HostPort
+from .connection import format_address
+from .listener import bind_socket
 
 log = logging.getLogger("monoport")
 
@@ -47,20 +57,36 @@ class Master:
         self.started: list[float] = [0.0] * config.workers
         self.stopping = False
         self.exit_code = 0
+        #: each worker's peer listener, bound here and inherited by the worker
+        self.peer_socks: list[socket.socket] = []
+
+    def bind_peer_listeners(self) -> None:
+        host, port = self.config.peer_bind or ("127.0.0.1", 0)
+        for index in range(len(self.workers)):
+            sock = bind_socket(host, port + index if port else 0)
+            sock.set_inheritable(True)
+            self.peer_socks.append(sock)
+
+    def peer_address(self, index: int) -> HostPort:
+        """Where siblings dial worker ``index`` (the same host: loopback for a wildcard bind)."""
+        host, port = self.peer_socks[index].getsockname()[:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return host, port
 
     def worker_id(self, index: int) -> str:
         return f"{self.config.instance_id[:14]}{index}"
 
     def command(self, index: int) -> list[str]:
-        extra = ["--workers", "1", "--reuse-port", "--instance-id", self.worker_id(index)]
-        if self.config.peer_bind is not None:
-            host, port = self.config.peer_bind
-            extra += ["--peer-bind", f"[{host}]:{port + index if port else 0}" if ":" in host
-                      else f"{host}:{port + index if port else 0}"]
+        extra = ["--workers", "1", "--reuse-port", "--instance-id", self.worker_id(index),
+                 "--peer-fd", str(self.peer_socks[index].fileno())]
+        for other in range(len(self.workers)):
+            if other != index:
+                extra += ["--sibling", f"{self.worker_id(other)}@{format_address(self.peer_address(other))}"]
         return [sys.executable, "-m", "monoport", *self.argv, *extra]
 
     def spawn(self, index: int) -> None:
-        self.workers[index] = subprocess.Popen(self.command(index))
+        self.workers[index] = subprocess.Popen(self.command(index), pass_fds=(self.peer_socks[index].fileno(),))
         self.started[index] = time.monotonic()
         log.info("worker %s started (pid %d)", self.worker_id(index), self.workers[index].pid)
 
@@ -78,6 +104,11 @@ class Master:
     def run(self) -> int:
         log.info("master: %d workers, instance ids %s..%s", len(self.workers), self.worker_id(0),
                  self.worker_id(len(self.workers) - 1))
+        try:
+            self.bind_peer_listeners()
+        except OSError as exc:
+            log.error("master: cannot bind the workers' peer listeners (--peer-bind): %s", exc.strerror or exc)
+            return 2
         for index in range(len(self.workers)):
             self.spawn(index)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -96,6 +127,8 @@ class Master:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for sock in self.peer_socks:
+            sock.close()
         log.info("master: all workers stopped")
         return self.exit_code
 

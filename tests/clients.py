@@ -81,6 +81,25 @@ def sio_client(url: str, ca: str | None, transports: list[str], **kwargs) -> soc
     return client
 
 
+def connection_per_request_client(port: int) -> socketio.Client:
+    """A long-polling client on clear HTTP whose every request is a new TCP connection, so the
+    kernel spreads its requests over the workers sharing the port."""
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Connection"] = "close"
+    client = socketio.Client(http_session=http, reconnection=False)
+    client.connect(f"http://127.0.0.1:{port}", transports=["polling"], wait_timeout=10)
+    return client
+
+
+def closed_without_answer(sock) -> bool:
+    """The server closed ``sock`` without a byte of answer (a reset if our request was left unread)."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
 def read_to_eof(sock) -> bytes:
     """Everything the peer sends until it closes (the socket's own timeout bounds each read)."""
     chunks = []

@@ -16,8 +16,8 @@ import requests
 import socketio
 
 from monoport.sniff import PROXY_V2_SIGNATURE
-from tests.clients import RawSio, https_session, serialized_tls_context
-from tests.cluster import (held_connection, https_get, peer_health, peers_up, redis_server,  # noqa: F401
+from tests.clients import RawSio, closed_without_answer, https_session, serialized_tls_context
+from tests.cluster import (APP, held_connection, https_get, peer_health, peers_up, redis_server,  # noqa: F401
                            redis_url, start_cluster)
 from tests.conftest import wait_for
 
@@ -221,7 +221,8 @@ class FullPeer(socketserver.ThreadingTCPServer):
                 self.server.bad += 1
                 return
             if b"GET /monoport/health " in data:
-                body = json.dumps({"id": "z", "conns": 0, "max_conns": 100, "draining": False}).encode()
+                body = json.dumps({"id": "z", "cluster": APP[1], "conns": 0, "max_conns": 100,
+                                   "draining": False}).encode()
                 self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             else:
                 self.server.refused += 1
@@ -263,12 +264,12 @@ def test_untrusted_proxy_headers_are_rejected_and_spoofed_forwarded_for_ignored(
     # public port: loopback is not a trusted proxy by default
     with socket.create_connection(("127.0.0.1", a.port), timeout=5) as sock:
         sock.sendall(header + b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _closed_without_answer(sock)
+        assert closed_without_answer(sock)
     a.wait_log("PROXY header from untrusted 127.0.0.1")
     # the peer listener wants PROXY v2 first, even from loopback
     with socket.create_connection(("127.0.0.1", b.peer_port), timeout=5) as sock:
         sock.sendall(b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _closed_without_answer(sock)
+        assert closed_without_answer(sock)
     b.wait_log("does not begin with a PROXY v2 header")
     # spoofed X-Forwarded-For changes nothing, served here or forwarded
     held = [held_connection(a.port, client_ctx) for _ in range(2)]
@@ -300,15 +301,8 @@ def test_peer_listener_refuses_a_source_that_is_not_loopback_a_peer_or_trusted(t
         sock.bind((outside, 0))
         sock.connect(("127.0.0.1", b.peer_port))  # from a non-loopback source address
         sock.sendall(header + b"GET /environ HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _closed_without_answer(sock)
+        assert closed_without_answer(sock)
     b.wait_log("is not loopback, a known peer or a trusted network; refused")
-
-
-def _closed_without_answer(sock) -> bool:
-    try:
-        return sock.recv(100) == b""
-    except ConnectionResetError:  # closed with our request unread: a reset
-        return True
 
 
 def _non_loopback_address() -> str | None:

@@ -7,11 +7,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import requests
-import socketio
 
 from monoport.config import from_sources
+from tests.clients import connection_per_request_client
 from tests.cluster import APP, redis_server, redis_url  # noqa: F401
 from tests.conftest import ROOT, wait_for
 
@@ -19,12 +20,7 @@ from tests.conftest import ROOT, wait_for
 def test_two_workers_keep_a_polling_session_whichever_gets_the_request(redis_url, monoport):
     server = monoport(APP + ["--tls", "off", "--workers", "2", "--redis", redis_url, "--instance-id", "w"])
     wait_for(lambda: server.log().count(" up (conns ") >= 2, timeout=20)  # each worker sees the other
-    http = requests.Session()
-    http.trust_env = False
-    # A new TCP connection per request: the kernel spreads them over both workers.
-    http.headers["Connection"] = "close"
-    client = socketio.Client(http_session=http, reconnection=False)
-    client.connect(f"http://127.0.0.1:{server.port}", transports=["polling"], wait_timeout=10)
+    client = connection_per_request_client(server.port)
     try:
         owner = client.eio.sid.partition(".")[0]
         assert owner in ("w0", "w1")
@@ -79,3 +75,35 @@ def test_check_reaches_redis_or_names_the_flag(redis_url):
     assert good.returncode == 0 and "redis ok" in good.stdout
     bad = _run(["--check", "--tls", "off", "--redis", "redis://127.0.0.1:1/0"])
     assert bad.returncode == 2 and "--redis: cannot reach Redis" in bad.stderr
+
+
+def _echo_through_both_workers(port: int, calls: int) -> tuple[str, list]:
+    client = connection_per_request_client(port)
+    try:
+        answers = [client.call("echo", n, timeout=10) for n in range(calls)]
+        assert client.connected
+        return client.eio.sid, answers
+    finally:
+        client.disconnect()
+
+
+def test_workers_route_each_others_sessions_from_the_first_request_and_after_a_restart(redis_url, monoport):
+    server = monoport(APP + ["--tls", "off", "--workers", "2", "--redis", redis_url, "--instance-id", "w",
+                             "--log-level", "debug"])  # an unknown session would be a debug line
+    # at once: no worker has heard of the other through Redis or health yet
+    _, answers = _echo_through_both_workers(server.port, 12)
+    assert answers == list(range(12)), server.log()
+    wait_for(lambda: "instance w1:" in server.log(), timeout=20, what=server.log)  # w1 may have been starting
+    pid = int(re.search(r"worker w1 started \(pid (\d+)\)", server.log()).group(1))
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: server.log().count("instance w1:") == 2, timeout=20, what=server.log)
+    results: list = []
+    clients = [threading.Thread(target=lambda: results.append(_echo_through_both_workers(server.port, 12)))
+               for _ in range(3)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(60)
+    assert len(results) == 3 and all(answers == list(range(12)) for _, answers in results), server.log()
+    assert "Invalid session" not in server.log()
+    assert "forwarded to w" in server.log()  # some requests reached the other worker
