@@ -57,7 +57,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import socketio
 from socketio import packet as sio_packet
@@ -76,6 +76,7 @@ MAX_MEMORY_PACKETS = 100_000
 
 #: the private attributes :func:`check_hooks` looks for (see the module docstring)
 SERVER_HOOKS = ("_handle_connect", "_handle_disconnect", "_send_packet", "manager", "manager_initialized")
+PUBSUB_HOOKS = ("_publish", "_listen", "_handle_emit", "_thread")
 
 
 @dataclass
@@ -185,7 +186,7 @@ class MemoryStore:
         if expires < self.clock():
             raise Refused("expired pid")
         if session.namespace != namespace:
-            raise Refused(f"pid of namespace {session.namespace}")
+            raise Refused(f"pid of another namespace ({session.namespace})")
         return session
 
     def check_offset(self, offset: str) -> None:
@@ -328,8 +329,6 @@ class Recovery:
         self.next_sid: str | None = None
         #: eio sid -> reason, while python-socketio ends every namespace of a closed Engine.IO session
         self.transport_ending: dict[str, str | None] = {}
-        #: eio sids whose connection recovered at least one namespace (access log)
-        self.recovered_eio: set[str] = set()
 
     # -- installing ------------------------------------------------------------------
     def attach(self) -> None:
@@ -387,16 +386,16 @@ class Recovery:
         sio._handle_connect = _handle_connect
         sio._handle_disconnect = _handle_disconnect
         sio._send_packet = _send_packet
-        original_eio_disconnect = sio.eio.handlers.get("disconnect")
-        if original_eio_disconnect is not None:
-            def _eio_disconnect(eio_sid, reason=None, *args):
-                self.recovered_eio.discard(eio_sid)
-                self.transport_ending[eio_sid] = TRANSPORT_CLOSE if reason == CLIENT_DISCONNECT else reason
-                try:
-                    return original_eio_disconnect(eio_sid, reason, *args)
-                finally:
-                    self.transport_ending.pop(eio_sid, None)
-            sio.eio.handlers["disconnect"] = _eio_disconnect
+        eio_disconnect = sio.eio.handlers["disconnect"]
+
+        def _eio_disconnect(eio_sid, reason=None, *args):
+            self.transport_ending[eio_sid] = TRANSPORT_CLOSE if reason == CLIENT_DISCONNECT else reason
+            try:
+                return eio_disconnect(eio_sid, reason, *args)
+            finally:
+                self.transport_ending.pop(eio_sid, None)
+
+        sio.eio.handlers["disconnect"] = _eio_disconnect
 
     # -- a CONNECT ---------------------------------------------------------------------
     def begin(self, eio_sid: str, namespace: str, auth: Any) -> tuple[_Pending, Any]:
@@ -419,7 +418,8 @@ class Recovery:
             self.manager.check_offset(offset)
         except Refused as why:
             self.counters.failed += 1
-            self.counters.failures[str(why)] = self.counters.failures.get(str(why), 0) + 1
+            reason = str(why).split(" (")[0]  # the part without details: a bounded set, for metrics labels
+            self.counters.failures[reason] = self.counters.failures.get(reason, 0) + 1
             log.debug("recovery refused for session %s namespace %s: %s; fresh session", eio_sid, namespace, why)
             return _Pending(new_pid()), auth
         return _Pending(session.pid, session, offset), auth
@@ -486,7 +486,9 @@ class Recovery:
         if pending.session is not None:
             self.counters.recovered += 1
             self.counters.replayed += pending.replayed
-            self.recovered_eio.add(eio_sid)
+            conn = self.sio.environ[eio_sid].get("monoport.connection")
+            if conn is not None and conn.kind not in ("polling", "polling-tls"):
+                conn.sio_recovered = True  # the access log's conn line says so
             log.debug("session %s recovered in %s: %d packet(s) replayed", sid, namespace, pending.replayed)
         self.store.live(session, token)
 
@@ -540,6 +542,9 @@ def check_hooks(sio: Any) -> None:
     missing = [name for name in SERVER_HOOKS if not hasattr(sio, name)]
     if not hasattr(sio.eio, "generate_id") or not hasattr(socketio.Manager, "pre_connect"):
         missing.append("eio.generate_id / Manager.pre_connect")
+    if "disconnect" not in sio.eio.handlers:
+        missing.append('the Engine.IO "disconnect" handler')
+    missing += [f"PubSubManager.{name}" for name in PUBSUB_HOOKS if not hasattr(socketio.PubSubManager, name)]
     if missing:
         raise ConfigError("--recovery", f"this python-socketio has no {', '.join(missing)}; "
                           "recovery was checked against python-socketio 5.18")
@@ -561,6 +566,3 @@ def install(sio: Any, duration: float, redis_url: str | None = None, key_prefix:
     return recovery
 
 
-def hooks_used() -> Iterable[str]:
-    """The private hooks listed in the module docstring (for the README)."""
-    return SERVER_HOOKS

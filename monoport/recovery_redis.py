@@ -359,7 +359,7 @@ class RedisStore:
         except (ValueError, KeyError, TypeError):
             raise Refused("unreadable session") from None
         if session.namespace != namespace:
-            raise Refused(f"pid of namespace {session.namespace}")
+            raise Refused(f"pid of another namespace ({session.namespace})")
         try:
             self.client.hset(key, "t", token)  # taken over: the old connection's writes no longer land
         except REDIS_ERRORS as exc:

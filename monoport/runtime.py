@@ -190,6 +190,7 @@ class Runtime:
                 rt.recovery = recovery.install(rt.sio, config.recovery, config.redis,
                                                key_prefix=cluster.key_prefix(config.cluster_name),
                                                instance_id=config.instance_id)
+                rt.stats.sources["recovery"] = rt.recovery.snapshot
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
         rt.access_log = rt.on_request

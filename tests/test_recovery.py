@@ -129,6 +129,29 @@ def test_flask_socketio_app_recovers_too(monoport, tls_args, tls_files, node_cli
     assert member.messages("room_message")[0][0] == "while away"
 
 
+def test_recoveries_show_in_stats_metrics_and_the_access_log(monoport, tls_args, tls_files, node_clients, tmp_path):
+    access = tmp_path / "access.log"
+    server = monoport(APP + tls_args + ["--recovery", "30", "--access-log", str(access)])
+    member = node_clients(server.url, tls_files["ca"])
+    member.joined()
+    again = _back_after_missing(member, server, tls_files["ca"], 1, 2)
+    assert again["recovered"] is True
+    _connect_with_auth(server.url, tls_files["ca"], {"pid": "nope", "offset": "x-1"}).disconnect()
+    http = https_session(tls_files["ca"])
+    rec = http.get(server.url + "/monoport/stats.json", timeout=5).json()["extra"]["recovery"]
+    assert (rec["recovered"], rec["replayed"], rec["failed"]) == (1, 2, 1), rec
+    assert rec["failures"] == {"unknown, expired or already taken pid": 1}
+    assert "Socket.IO recovery" in http.get(server.url + "/monoport/stats", timeout=5).text
+    metrics = http.get(server.url + "/monoport/metrics", timeout=5).text
+    assert "monoport_socketio_recovered_total 1.0" in metrics
+    assert "monoport_socketio_replayed_packets_total 2.0" in metrics
+    assert 'monoport_socketio_recovery_failed_total{reason="unknown, expired or already taken pid"} 1.0' in metrics
+    member.close()  # its recovered WebSocket ends: its conn line is written
+    wait_for(lambda: "Socket.IO session recovered" in access.read_text(), 10)
+    [line] = [line for line in access.read_text().splitlines() if "recovered" in line]
+    assert " conn " in line and " wss " in line
+
+
 @pytest.mark.parametrize("auth", [
     {"pid": "no-such-pid", "offset": "0-0"},
     {"pid": 12, "offset": "0-0"},
