@@ -62,6 +62,8 @@ from typing import Any, Callable
 import socketio
 from socketio import packet as sio_packet
 
+from .errors import ConfigError
+
 log = logging.getLogger("monoport.recovery")
 
 #: python-engineio's reasons for an end the client did not ask for (drain
@@ -537,8 +539,6 @@ class Recovery:
 
 def check_hooks(sio: Any) -> None:
     """Refuse to start if python-socketio lost a private hook this module relies on."""
-    from .errors import ConfigError
-
     missing = [name for name in SERVER_HOOKS if not hasattr(sio, name)]
     if not hasattr(sio.eio, "generate_id") or not hasattr(socketio.Manager, "pre_connect"):
         missing.append("eio.generate_id / Manager.pre_connect")
@@ -552,7 +552,15 @@ def check_hooks(sio: Any) -> None:
 
 def install(sio: Any, duration: float, redis_url: str | None = None, key_prefix: str = "monoport:",
             instance_id: str = "") -> Recovery:
-    """Give ``sio`` recovery for ``duration`` seconds: in memory, or through Redis when ``redis_url`` is set."""
+    """Give ``sio`` recovery for ``duration`` seconds: in memory, or through Redis when ``redis_url`` is set.
+
+    Raises:
+        ConfigError: without Redis, when the app brought a message-queue manager of its own
+            (Flask-SocketIO's ``message_queue=``): the in-memory one would silently cut it off.
+    """
+    if not redis_url and isinstance(sio.manager, socketio.PubSubManager):
+        raise ConfigError("--recovery", f"the app's Socket.IO server uses {type(sio.manager).__name__} "
+                          "(a message queue); recovery across processes needs --redis")
     if redis_url:
         from .recovery_redis import RedisStore, StreamManager
 

@@ -246,3 +246,13 @@ def test_memory_store_sessions_are_taken_once_for_their_namespace_until_they_exp
     clock.now += 11
     with pytest.raises(Refused):
         store.take("pid1", "/", "t")
+
+
+def test_recovery_without_redis_refuses_an_app_that_brought_a_message_queue():
+    from monoport.errors import ConfigError
+    from monoport.recovery import install
+
+    sio = socketio.Server(async_mode="gevent", client_manager=socketio.RedisManager("redis://127.0.0.1:1/0"))
+    with pytest.raises(ConfigError, match="needs --redis"):
+        install(sio, 10)
+    install(socketio.Server(async_mode="gevent"), 10)  # the in-process manager: fine
