@@ -24,6 +24,12 @@ Decided per HTTP request once its head is read (``wsgi.Handler`` calls
 4. queue: wait up to ``--queue-timeout`` for 2. or 3. to become possible,
    then 503 with ``Retry-After`` (raw sio clients: an Engine.IO close line).
 
+Load (``--max-lag``, :mod:`monoport.load`): between 1. and 2., while this
+instance is lagging, a new connection, or a new Socket.IO session on a kept
+connection, goes to the least-loaded peer that is not lagging; with none, it
+waits up to ``--queue-timeout`` for one (or for this instance to recover),
+then is served here. Sessions owned here and forwarded-in connections stay.
+
 Forwarding: dial the peer's listener, write a PROXY v2 header (the real
 client, TLS version and SNI when the client used TLS, our id as forwarder),
 replay every byte already read (the head and anything after it in
@@ -56,6 +62,7 @@ from . import proxyproto
 from .connection import Connection, format_address
 from .dispatch import ClientGone, Silent, peek
 from .errors import PeerUnavailable
+from .load import Hysteresis
 from .peers import Peer, PeerTable
 from .sniff import NEED_MORE, PROXY_V2_SIGNATURE
 from .wsgi import DRAIN_IDLE_GRACE, is_loopback, simple_response
@@ -103,6 +110,11 @@ class Balancer:
         self.forwarded_in = 0
         self.refused_full = 0
         self.queued = 0
+        #: --max-lag: the hysteresis over the hub's lag samples (None: admission by count only)
+        self.load: Hysteresis | None = Hysteresis(config.max_lag) if config.max_lag else None
+        #: new work sent to a peer (or held in the queue) because this instance was lagging
+        self.spilled_lag = 0
+        self.queued_lag = 0
 
     # -- sockets ---------------------------------------------------------------------
     @staticmethod
@@ -133,7 +145,26 @@ class Balancer:
     def snapshot(self) -> dict[str, Any]:
         return {"id": self.my_id, "conns": self.conns, "max_conns": self.max_conns,
                 "forwarded_out": self.forwarded_out, "forwarded_in": self.forwarded_in,
-                "refused_full": self.refused_full, "queued": self.queued, "peers": self.peers.snapshot()}
+                "refused_full": self.refused_full, "queued": self.queued, "lagging": self.lagging,
+                "spilled_lag": self.spilled_lag, "queued_lag": self.queued_lag, "peers": self.peers.snapshot()}
+
+    # -- load ------------------------------------------------------------------------------
+    @property
+    def lagging(self) -> bool:
+        return self.load is not None and self.load.on
+
+    def lag_sample(self, lag: float) -> None:
+        """One sample of the hub's lag (Stats.measure_lag): update the verdict, say when it changes."""
+        if self.load is None:
+            return
+        was = self.load.on
+        if self.load.observe(lag) != was:
+            if was:
+                log.info("load: lag back under %.0f ms; new work is served here again", self.load.low * 1000)
+            else:
+                log.warning("load: event loop lagging (%.0f ms, over --max-lag %.0f ms for %d samples); "
+                            "new connections and Socket.IO sessions go to peers that are not",
+                            lag * 1000, self.load.high * 1000, self.load.rise)
 
     # -- decisions -----------------------------------------------------------------------
     def _on_sio_path(self, head: Any) -> bool:
@@ -217,6 +248,9 @@ class Balancer:
         if self.rt.draining and conn not in self.local and self._from_peer(conn):
             self._refuse_full(conn)  # draining: new work goes to the other instances
             return False
+        if (self.lagging and owner != self.my_id and not self._from_peer(conn)
+                and (conn not in self.local or self._is_new_session(head)) and self._spill_for_load(conn)):
+            return False
         if self.try_claim(conn):
             return True
         if self._from_peer(conn):
@@ -231,6 +265,8 @@ class Balancer:
 
     def admit_raw(self, conn: Connection) -> bool:
         """Raw TCP at sniff time (steps 2-4): True to serve it here."""
+        if self.lagging and not self._from_peer(conn) and self._spill_for_load(conn):
+            return False
         if self.try_claim(conn):
             return True
         if self._from_peer(conn):
@@ -286,6 +322,26 @@ class Balancer:
         while time.monotonic() < deadline and not self.rt.draining:
             gevent.sleep(QUEUE_POLL)
             if self.try_claim(conn) or self.forward(conn, self.peers.candidates()):
+                return True
+        return False
+
+    def _spill_for_load(self, conn: Connection) -> bool:
+        """Lagging: new work to the least-loaded peer that is not; True once forwarded.
+
+        When every peer lags too (or none has room), the connection waits as
+        a full instance's would, up to ``--queue-timeout``, for this instance
+        or a peer to recover; then it is served here anyway, since a 503
+        helps nobody when the whole cluster is equally slow.
+        """
+        if self.forward(conn, self.peers.candidates(lagging=False)):
+            self.spilled_lag += 1
+            return True
+        deadline = time.monotonic() + self.rt.config.queue_timeout
+        self.queued_lag += 1
+        while time.monotonic() < deadline and self.lagging and not self.rt.draining:
+            gevent.sleep(QUEUE_POLL)
+            if self.forward(conn, self.peers.candidates(lagging=False)):
+                self.spilled_lag += 1
                 return True
         return False
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Final
 
 from .check import CHECKS
@@ -62,15 +63,25 @@ def attach_redis_manager(sio: Any, url: str, cluster: str) -> Any:
     import socketio
 
     class Manager(socketio.RedisManager):
-        """python-socketio's manager, saying so when a lost connection is back."""
+        """python-socketio's manager, saying so when a lost connection is back and what was lost meanwhile."""
 
         reconnects = 0
+        #: messages for the other instances that Redis never took (python-socketio gives up after two tries)
+        lost = 0
 
         def _redis_connect(self) -> None:
             super()._redis_connect()
             if self.reconnects:
                 log.info("redis: connected again; pub/sub resubscribed")
             self.reconnects += 1
+
+        def _publish(self, data: Any) -> Any:
+            result = super()._publish(data)
+            if result is None:  # gave up: this instance's clients had it, the others' never will
+                self.lost += 1
+                log.warning("redis: unreachable; %s did not reach the other instances (%d lost since start)",
+                            describe_message(data), self.lost)
+            return result
 
     manager = Manager(url, channel=channel(cluster), logger=logging.getLogger("monoport.redis"),
                       redis_options={"socket_connect_timeout": REDIS_TIMEOUT, "health_check_interval": 10})
@@ -79,6 +90,17 @@ def attach_redis_manager(sio: Any, url: str, cluster: str) -> Any:
     sio.manager_initialized = True
     manager.initialize()
     return manager
+
+
+def describe_message(data: Any) -> str:
+    """One pub/sub message of python-socketio's, for the log line that says it was lost."""
+    if not isinstance(data, dict):
+        return "a message"
+    method = data.get("method", "message")
+    if method == "emit":
+        target = f"room {data['room']!r}" if data.get("room") else "everyone"
+        return f"emit {data.get('event')!r} to {target} in {data.get('namespace') or '/'}"
+    return f"{method} in {data.get('namespace') or '/'}"
 
 
 class Announcer:
@@ -97,6 +119,8 @@ class Announcer:
         self.healthy = True
         #: Redis answered at least once (health is not ready before)
         self.reached = False
+        #: until then, a peer missing from Redis is not forgotten (see :meth:`settled`)
+        self.settling_until = 0.0
         self.withdrawn = False
 
     def key(self, instance_id: str) -> str:
@@ -119,6 +143,8 @@ class Announcer:
             return None
         if not self.healthy:
             log.info("redis: reachable again")
+            # every announcement may have expired meanwhile: give the others one expiry to announce again
+            self.settling_until = time.monotonic() + ANNOUNCE_TTL
         self.healthy = self.reached = True
         found = []
         for raw in values:
@@ -129,6 +155,16 @@ class Announcer:
             except (TypeError, ValueError, KeyError):
                 continue  # an expired key (None) or someone else's junk
         return found
+
+    def settled(self) -> bool:
+        """Whether a peer missing from Redis has really stopped announcing.
+
+        After an outage longer than :data:`ANNOUNCE_TTL` every key has expired,
+        the live instances' too; forgetting them then would drop their
+        addresses from the peer listener's allowed sources, and their health
+        polls would be refused until they announce again.
+        """
+        return time.monotonic() >= self.settling_until
 
     def withdraw(self) -> None:
         """Stop announcing (draining): peers forget us, while we still discover them."""

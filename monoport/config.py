@@ -64,6 +64,13 @@ def parse_duration(text: str, zero: bool = False) -> float:
     return value
 
 
+def parse_rate(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"expected a positive number per second, got {text!r}")
+    return value
+
+
 def parse_port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -270,6 +277,17 @@ class Config:
         10000, "--max-conns", parse=parse_count, metavar="N",
         help="client connections this instance serves itself (keep-alive, WebSocket, raw, forwarded-in); "
         "more spill over to peers, or wait (--queue-timeout); keep it under half the open-files limit",
+    )
+    max_lag: float | None = option(
+        None, "--max-lag", parse=parse_duration, metavar="SECONDS",
+        help="while the event loop lags more than this (sustained), new connections and new Socket.IO "
+        "sessions spill to the least-loaded peer that is not lagging; e.g. 0.05 (default: off)",
+    )
+    max_events_per_second: float | None = option(
+        None, "--max-events-per-second", parse=parse_rate, metavar="N",
+        help="Socket.IO events a session, and a client (its address, or the app's "
+        "environ['monoport.identity']), may send per second (bursts of N); more are dropped "
+        "with a 'monoport:rate_limited' event (default: no limit)",
     )
     queue_timeout: float = option(
         5.0, "--queue-timeout", parse=parse_wait, metavar="SECONDS",

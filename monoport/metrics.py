@@ -33,6 +33,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "monoport_info": ("info", ("instance", "cluster", "version"), "instance id, cluster and monoport version"),
     "monoport_uptime_seconds": ("gauge", (), "seconds since the process started"),
     "monoport_draining": ("gauge", (), "1 while shutting down gracefully"),
+    "monoport_lagging": ("gauge", (), "1 while the event loop lags over --max-lag (new work goes to peers)"),
+    "monoport_app_requests": ("gauge", (), "HTTP requests inside the app right now (Socket.IO excluded)"),
     "monoport_ready": ("gauge", (), "1 once listeners, Redis and sibling workers are in place (health answers 200)"),
     "monoport_max_connections": ("gauge", (), "--max-conns (absent when unlimited)"),
     "monoport_connections": ("gauge", (), "client connections served by this instance (what --max-conns limits)"),
@@ -115,6 +117,8 @@ def families(snap: dict[str, Any]) -> Iterator[Metric]:
     yield _single("monoport_uptime_seconds", snap["uptime"])
     yield _single("monoport_draining", 1 if snap["draining"] else 0)
     yield _single("monoport_ready", 1 if snap["ready"] else 0)
+    yield _single("monoport_lagging", 1 if snap["lagging"] else 0)
+    yield _single("monoport_app_requests", snap["in_app"])
     if snap["max_conns"] is not None:
         yield _single("monoport_max_connections", snap["max_conns"])
     conns = snap["connections"]

@@ -14,7 +14,9 @@ Theory of operation:
 * A peer starts down. :data:`RISE` passes in a row mark it up, :data:`FALL`
   failures in a row down; a refused forward marks it down at once
   (:meth:`PeerTable.mark_down`). Only up, non-draining peers with free
-  capacity receive spill-over; affinity forwards go to any up peer.
+  capacity receive spill-over, the least loaded first (lag, then requests
+  in its app, then free capacity; see :mod:`monoport.load`); affinity
+  forwards go to any up peer.
 * Free capacity is ``max_conns - conns`` from the last health answer, minus
   the connections forwarded since then, so a burst spreads over peers
   instead of piling onto the one that looked emptiest a second ago.
@@ -44,6 +46,7 @@ from . import proxyproto
 from .config import HostPort
 from .connection import format_address
 from .errors import PeerUnavailable
+from .load import least_loaded_key
 
 log = logging.getLogger("monoport")
 
@@ -101,6 +104,10 @@ class Peer:
     stranger: bool = False
     #: its health answer said it is not ready yet (starting): no spill-over to it
     ready: bool = True
+    #: its event loop's lag (seconds), whether it is over its --max-lag, and requests in its app
+    lag: float = 0.0
+    lagging: bool = False
+    in_app: int = 0
     last_error: str | None = None
     last_check: float = 0.0
     #: connections forwarded to it, ever
@@ -123,6 +130,7 @@ class Peer:
             "conns": self.conns, "max_conns": self.max_conns, "free": max(self.free, 0),
             "forwarded": self.forwarded, "static": self.static, "last_error": self.last_error,
             "ready": self.ready, "sibling": self.sibling, "stranger": self.stranger,
+            "lag": self.lag, "lagging": self.lagging, "in_app": self.in_app,
         }
 
 
@@ -211,11 +219,12 @@ class PeerTable:
                 return peer
         return None
 
-    def candidates(self) -> list[Peer]:
-        """Peers that may take spill-over, most free capacity first."""
+    def candidates(self, lagging: bool = True) -> list[Peer]:
+        """Peers that may take spill-over, least loaded first (lagging ones last, or left out)."""
         usable = [p for p in self.peers.values()
-                  if p.up and p.ready and not p.draining and not p.is_self and p.free > 0]
-        return sorted(usable, key=lambda p: p.free, reverse=True)
+                  if p.up and p.ready and not p.draining and not p.is_self and p.free > 0
+                  and (lagging or not p.lagging)]
+        return sorted(usable, key=lambda p: (p.lagging, least_loaded_key(p.lag, p.in_app, p.free)))
 
     def source_allowed(self, host: str) -> bool:
         return any(host in peer.ips for peer in self.peers.values())
@@ -250,6 +259,9 @@ class PeerTable:
             peer.stranger = False
             peer.id = info["id"]
             peer.ready = info.get("ready") is not False
+            peer.lag = float(info.get("lag") or 0.0)
+            peer.lagging = bool(info.get("lagging"))
+            peer.in_app = int(info.get("in_app") or 0)
             peer.conns = int(info.get("conns") or 0)
             peer.max_conns = int(info.get("max_conns") or 0)
             was_draining, peer.draining = peer.draining, bool(info.get("draining"))

@@ -23,6 +23,8 @@ class Router:
         self.flask_app = flask_app
         self.admin = admin
         self.admin_prefix = admin_prefix.rstrip("/") + "/"
+        #: requests inside the app right now (not Socket.IO, whose long-polls wait idle): a load measure
+        self.in_app = 0
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -30,7 +32,11 @@ class Router:
             return self.admin(environ, start_response)
         if self.is_sio_path(path):
             return self._socketio(environ, start_response)
-        return self.app(environ, start_response)
+        self.in_app += 1
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self.in_app -= 1
 
     def is_sio_path(self, path: str) -> bool:
         return any(path.startswith(prefix) or path == prefix[:-1] for prefix in self.sio_paths)

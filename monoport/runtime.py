@@ -21,7 +21,8 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, accesslog, appload, cluster, devcerts, flash, rawtcp, recovery, sioguard, splice
+from . import (__version__, accesslog, appload, cluster, devcerts, eventrate, flash, load, rawtcp, recovery, sioguard,
+               splice)
 from .admin import Admin
 from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
@@ -186,6 +187,9 @@ class Runtime:
             apply_sio_limits(rt.sio, config)
             sioguard.guard(rt.sio)
             sioguard.quiet_unknown_sessions(rt.sio)
+            if config.max_events_per_second:
+                rt.event_limiter = eventrate.install(rt.sio, config.max_events_per_second,
+                                                     lambda: rt.stats.error("event_rate_limited"))
             if config.recovery:
                 rt.recovery = recovery.install(rt.sio, config.recovery, config.redis,
                                                key_prefix=cluster.key_prefix(config.cluster_name),
@@ -203,6 +207,8 @@ class Runtime:
         rt.balancer = Balancer(rt)
         rt.before_request = rt.balancer.before_request
         rt.stats.serving = lambda: rt.balancer.conns
+        rt.stats.lagging = lambda: rt.balancer.lagging
+        rt.stats.in_app = lambda: rt.router.in_app
         rt.stats.sources["balancer"] = rt.balancer.snapshot
         rt.raw_stage_impl = rt._raw_stage_for(config.raw)
         return rt
@@ -329,7 +335,11 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         raise_fd_limit()
-        gevent.spawn(self.stats.measure_lag, gevent.sleep)
+        if self.config.max_lag:  # sampled often enough for admission to react within a second
+            gevent.spawn(self.stats.measure_lag, gevent.sleep, load.SAMPLE_INTERVAL,
+                         on_sample=self.balancer.lag_sample)
+        else:
+            gevent.spawn(self.stats.measure_lag, gevent.sleep)
         for listener in self.listeners:
             listener.start()
         self.accepting = True
@@ -394,7 +404,8 @@ class Runtime:
             return
         for peer_id, address in found:
             self.balancer.peers.add(address, peer_id=peer_id)
-        self.balancer.peers.forget_missing(address for _, address in found)
+        if self.announcer.settled():
+            self.balancer.peers.forget_missing(address for _, address in found)
 
     def install_signals(self) -> None:
         gevent.signal_handler(signal.SIGTERM, self.request_stop, True)

@@ -90,6 +90,9 @@ class Stats:
         self.ready: Callable[[], bool] = lambda: True
         #: --cluster, named in the health answer so peers can tell strangers
         self.cluster = ""
+        #: --max-lag's verdict (monoport.load), and the requests inside the app now: peers pick by them
+        self.lagging: Callable[[], bool] = lambda: False
+        self.in_app: Callable[[], int] = lambda: 0
         self.open: set[Any] = set()
         #: open connections spliced to a peer (they count at the peer)
         self.out: set[Any] = set()
@@ -193,7 +196,7 @@ class Stats:
 
     # -- event-loop lag --------------------------------------------------------------
     def measure_lag(self, sleep: Callable[[float], Any], interval: float = LAG_INTERVAL,
-                    probe: float = LAG_SLEEP) -> None:
+                    probe: float = LAG_SLEEP, on_sample: Callable[[float], Any] | None = None) -> None:
         """Run forever (in its own greenlet): how late does a short sleep wake up?"""
         while True:
             sleep(interval)
@@ -201,11 +204,14 @@ class Stats:
             sleep(probe)
             self.lag_last = max(0.0, time.monotonic() - begun - probe)
             self.lag_max = max(self.lag_max, self.lag_last)
+            if on_sample is not None:
+                on_sample(self.lag_last)
 
     # -- the one read path -------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         return {"id": self.instance_id, "cluster": self.cluster, "conns": self.conns, "max_conns": self.max_conns,
-                "draining": bool(self.draining()), "ready": bool(self.ready()), "version": self.version}
+                "draining": bool(self.draining()), "ready": bool(self.ready()), "lag": round(self.lag_last, 4),
+                "lagging": bool(self.lagging()), "in_app": self.in_app(), "version": self.version}
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as plain JSON-ready data (the admin pages' only source)."""

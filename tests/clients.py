@@ -71,13 +71,14 @@ def serialized_tls_context(ca: str) -> ssl.SSLContext:
     return ctx
 
 
-def sio_client(url: str, ca: str | None, transports: list[str], **kwargs) -> socketio.Client:
+def sio_client(url: str, ca: str | None, transports: list[str], auth: dict | None = None,
+               **kwargs) -> socketio.Client:
     """A connected python-socketio client (bounded wait); over wss its TLS socket is serialized."""
     http = https_session(ca) if ca else None
     if ca and "websocket_extra_options" not in kwargs:
         kwargs["websocket_extra_options"] = {"sslopt": {"context": serialized_tls_context(ca)}}
     client = socketio.Client(http_session=http, reconnection=kwargs.pop("reconnection", False), **kwargs)
-    client.connect(url, transports=transports, wait_timeout=10)
+    client.connect(url, transports=transports, wait_timeout=10, auth=auth)
     return client
 
 

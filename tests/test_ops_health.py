@@ -13,7 +13,8 @@ def test_health_is_json_and_counts_live_connections(monoport, tls_args, tls_file
     session = https_session(tls_files["ca"])
     # this very request's keep-alive connection (once the fixture's start-up probe has gone)
     health = wait_for(lambda: (h := session.get(server.url + "/monoport/health", timeout=5).json())["conns"] == 1 and h)
-    assert set(health) == {"id", "cluster", "conns", "max_conns", "draining", "ready", "version"}
+    assert set(health) == {"id", "cluster", "conns", "max_conns", "draining", "ready", "lag", "lagging", "in_app",
+                           "version"}
     assert health["id"] == "ab12" and health["draining"] is False and health["max_conns"] == 10000  # --max-conns
     assert health["ready"] is True and health["cluster"] == "tests.apps.echo_app:app"  # the --app spec
     client = sio_client(server.url, tls_files["ca"], ["websocket"])

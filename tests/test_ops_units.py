@@ -49,7 +49,7 @@ def test_live_counts_follow_kind_changes_and_forwarded_out_connections_count_at_
     assert stats.sniffed == {"tls": 1, "https": 1, "http": 1}
     stats.forwarded_out(b, "cd34")
     assert stats.health() == {"id": "ab12", "cluster": "", "conns": 1, "max_conns": 10, "draining": False,
-                              "ready": True, "version": "9.9"}
+                              "ready": True, "lag": 0.0, "lagging": False, "in_app": 0, "version": "9.9"}
     b.bytes_out = 500
     stats.connection_closed(b)
     stats.connection_closed(b)  # idempotent

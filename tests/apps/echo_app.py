@@ -43,6 +43,8 @@ def big():
 
 @sio.event
 def connect(sid, environ, auth=None):
+    if isinstance(auth, dict) and auth.get("user"):
+        environ["monoport.identity"] = auth["user"]  # rate limits count per user, not per address
     if environ.get("monoport.recovered"):
         return  # --recovery gave the socket its session back
     sio.save_session(sid, {"transport": environ.get("monoport.transport"),
@@ -149,3 +151,28 @@ def stop_stream(sid, room):
     state = STREAMS.pop(room)
     state["stop"] = True
     return state["sent"]
+
+
+@app.route("/burn")
+def burn():
+    """Hold the event loop (a CPU-heavy handler): ``ms`` milliseconds of busy work."""
+    import time
+
+    until = time.perf_counter() + float(request.args.get("ms", "100")) / 1000
+    while time.perf_counter() < until:
+        pass
+    return "burnt"
+
+
+#: events counted per session, for the rate-limit tests
+TICKS: dict[str, int] = {}
+
+
+@sio.on("tick")
+def tick(sid, n=None):
+    TICKS[sid] = TICKS.get(sid, 0) + 1
+
+
+@sio.on("ticks")
+def ticks(sid):
+    return TICKS.get(sid, 0)
