@@ -15,8 +15,8 @@ Theory of operation
    *before* the CONNECT reply (the client buffers them and emits them before
    ``connect``), and the reply carries the same pid, so ``socket.recovered``
    is true. Anything else is a fresh session and one debug line.
-4. Where the packets live is the manager's business: :class:`MemoryManager`
-   keeps them in this process (:class:`MemoryStore`), the Redis one in a
+4. Where the packets live is the manager's business: ``MemoryManager``
+   keeps them in this process (``monoport.recovery_memory``), the Redis one in a
    Redis Stream shared by every instance (``monoport.recovery_redis``). Both
    are python-socketio managers with :class:`RecoveringMixin` in the place of
    the plain in-process emit, so app code (``sio.emit``, Flask-SocketIO's
@@ -51,13 +51,10 @@ one is missing):
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import secrets
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import socketio
 from socketio import packet as sio_packet
@@ -73,8 +70,6 @@ TRANSPORT_CLOSE = "transport close"
 CLIENT_DISCONNECT = "client disconnect"
 #: bytes of randomness in a pid (128 bits: never guessable)
 PID_BYTES = 16
-#: packets the in-memory store keeps at most, whatever the duration (memory bound)
-MAX_MEMORY_PACKETS = 100_000
 
 #: the private attributes :func:`check_hooks` looks for (see the module docstring)
 SERVER_HOOKS = ("_handle_connect", "_handle_disconnect", "_send_packet", "manager", "manager_initialized")
@@ -120,96 +115,6 @@ def args_of(data: Any) -> list:
 
 class Refused(Exception):
     """Why a recovery attempt gives a fresh session instead (one debug line)."""
-
-
-@dataclass
-class _Stored:
-    seq: int
-    at: float
-    namespace: str
-    room: Any
-    skip_sid: Any
-    args: list
-
-
-class MemoryStore:
-    """Packets and kept sessions of one process, bounded by the duration.
-
-    Offsets are ``<epoch>-<seq>``: the epoch (random per process) makes an
-    offset from another process or instance unknown here rather than wrong.
-    """
-
-    def __init__(self, duration: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.duration = duration
-        self.clock = clock
-        self.epoch = secrets.token_hex(4)
-        self.seq = itertools.count(1)
-        self.last = 0
-        #: seq of the newest packet dropped: offsets below it are trimmed
-        self.floor = 0
-        self.packets: deque[_Stored] = deque()
-        self.sessions: dict[str, tuple[Session, float]] = {}
-
-    def offset(self, seq: int) -> str:
-        return f"{self.epoch}-{seq}"
-
-    def position(self) -> str:
-        return self.offset(self.last)
-
-    def append(self, namespace: str, room: Any, skip_sid: Any, args: list) -> str:
-        self.last = next(self.seq)
-        now = self.clock()
-        self.packets.append(_Stored(self.last, now, namespace, room, skip_sid, args))
-        self._prune(now)
-        return self.offset(self.last)
-
-    def _prune(self, now: float) -> None:
-        oldest = now - self.duration
-        while self.packets and (self.packets[0].at < oldest or len(self.packets) > MAX_MEMORY_PACKETS):
-            self.floor = self.packets.popleft().seq
-        if len(self.sessions) and next(iter(self.sessions.values()))[1] < now:
-            self.sessions = {pid: kept for pid, kept in self.sessions.items() if kept[1] >= now}
-
-    # -- sessions --------------------------------------------------------------------
-    def keep(self, session: Session, owner_token: str) -> None:
-        self.sessions[session.pid] = (session, self.clock() + self.duration)
-
-    def live(self, session: Session, owner_token: str) -> None:
-        """Sessions of connected sockets live in python-socketio itself; nothing to write."""
-
-    def forget(self, session: Session, owner_token: str) -> None:
-        self.sessions.pop(session.pid, None)
-
-    def take(self, pid: str, namespace: str, owner_token: str) -> Session:
-        kept = self.sessions.pop(pid, None)
-        if kept is None:
-            raise Refused("unknown, expired or already taken pid")
-        session, expires = kept
-        if expires < self.clock():
-            raise Refused("expired pid")
-        if session.namespace != namespace:
-            raise Refused(f"pid of another namespace ({session.namespace})")
-        return session
-
-    def check_offset(self, offset: str) -> None:
-        self._seq_of(offset)
-
-    def _seq_of(self, offset: str) -> int:
-        epoch, _, number = offset.partition("-")
-        if epoch != self.epoch or not number.isdigit():
-            raise Refused("malformed or foreign offset")
-        seq = int(number)
-        if seq > self.last:
-            raise Refused("offset from the future")
-        if seq < self.floor:
-            raise Refused("offset trimmed away")
-        return seq
-
-    def missed(self, session: Session, offset: str) -> list[tuple[str, list]]:
-        """The packets after ``offset`` that ``session`` would have received, as (offset, args)."""
-        seq = self._seq_of(offset)
-        return [(self.offset(p.seq), p.args) for p in self.packets
-                if p.seq > seq and session.wants(p.namespace, p.room, p.skip_sid)]
 
 
 class RecoveringMixin(socketio.Manager):
@@ -270,26 +175,6 @@ class RecoveringMixin(socketio.Manager):
         result = super().leave_room(sid, namespace, room)
         self.recovery.rooms_changed(sid, namespace or "/")
         return result
-
-
-class MemoryManager(RecoveringMixin):
-    """One process: packets and kept sessions in a :class:`MemoryStore`."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__()
-        self.store = store
-
-    def _next_offset(self, namespace, room, skip_sid, args):
-        return self.store.append(namespace, room, skip_sid, args)
-
-    def missed(self, session, offset):
-        return self.store.missed(session, offset)
-
-    def check_offset(self, offset):
-        self.store.check_offset(offset)
-
-    def position(self):
-        return self.store.position()
 
 
 @dataclass
@@ -567,6 +452,8 @@ def install(sio: Any, duration: float, redis_url: str | None = None, key_prefix:
         store: Any = RedisStore(redis_url, key_prefix, duration, instance_id)
         manager: RecoveringMixin = StreamManager(redis_url, key_prefix, store)
     else:
+        from .recovery_memory import MemoryManager, MemoryStore
+
         store = MemoryStore(duration)
         manager = MemoryManager(store)
     recovery = Recovery(sio, manager, store)
