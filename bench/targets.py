@@ -243,6 +243,13 @@ class Monoport(Target):
         self.run("monoport", monoport_argv(self.env, self.port))
 
 
+class MonoportRecovery(Target):
+    """``--recovery 120``: the cost of connection state recovery (offsets, kept packets). Asked for by name."""
+
+    def launch(self) -> None:
+        self.run("monoport", monoport_argv(self.env, self.port, "--recovery", "120"))
+
+
 class MonoportWorkers(Target):
     """``--workers 2``: both cores, with the Redis that workers need. Not in the default run."""
 
@@ -475,8 +482,8 @@ SPLIT_TARGETS = {"monoport-hello": MonoportHello, "monoport-hello-clear": Monopo
                  "pywsgi-hello": BareNoDelayHello, "pywsgi-hello-clear": BareNoDelayHelloClear,
                  "uvicorn-hello": UvicornHello, "uvicorn-hello-clear": UvicornHelloClear}
 TARGETS = {"monoport": Monoport, "stack": Stack, "nginx": Nginx, "bare": Bare, "bare-nodelay": BareNoDelay,
-           "uvicorn": Uvicorn, **SPLIT_TARGETS, "monoport-w2": MonoportWorkers}
-#: what ``python -m bench`` runs without --targets (monoport-w2 is asked for by name)
+           "uvicorn": Uvicorn, **SPLIT_TARGETS, "monoport-w2": MonoportWorkers, "monoport-recovery": MonoportRecovery}
+#: what ``python -m bench`` runs without --targets (monoport-w2 and monoport-recovery are asked for by name)
 DEFAULT_TARGETS = ["monoport", "stack", "nginx", "bare", "bare-nodelay", "uvicorn", *SPLIT_TARGETS]
 
 

@@ -24,7 +24,9 @@ termination    conn: one of client_closed, client_aborted, client_timeout,
                sniff_timeout, tls_failed, protocol_error, peer_down,
                server_full, client_limit, server_closed, draining, other
                (see ``connection.TERMINATIONS``); req: ``-``
-detail         the free-form outcome text (conn) or ``-``, JSON-quoted
+detail         the free-form outcome text (conn) or ``-``, JSON-quoted; a conn line ends with
+               ``; Socket.IO session recovered`` when --recovery gave a client its
+               session back over it (WebSocket and raw connections)
 =============  ===============================================================
 
 Text example::
@@ -105,7 +107,7 @@ def connection_record(conn: Connection) -> dict[str, Any]:
     record.update({
         "request": None, "status": None, "bytes_in": conn.bytes_in, "bytes_out": conn.bytes_out,
         "duration": round(time.monotonic() - conn.started, 3), "termination": conn.termination,
-        "detail": conn.outcome,
+        "detail": conn.outcome + ("; Socket.IO session recovered" if conn.sio_recovered else ""),
     })
     return record
 

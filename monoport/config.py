@@ -399,6 +399,11 @@ class Config:
         None, "--redis", parse=parse_redis_url, metavar="URL", env=("REDIS_URL",),
         help="Redis for Socket.IO messages between instances and peer discovery (default: $REDIS_URL)",
     )
+    recovery: float = option(
+        0.0, "--recovery", parse=lambda text: parse_duration(text, zero=True), metavar="SECONDS",
+        help="Socket.IO connection state recovery: keep a client's id, rooms and missed events this long "
+             "after an unexpected disconnection (0: off; appends an offset argument to events, see README)",
+    )
     workers: int = option(
         1, "--workers", "-w", parse=parse_count, metavar="N",
         help="run N worker processes sharing the port (SO_REUSEPORT), peers of each other; needs --redis; "

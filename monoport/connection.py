@@ -166,6 +166,9 @@ class Connection:
         self.drain_note: str | None = None
         #: the Engine.IO session a long-poll GET on this connection waits for, while it waits
         self.polling_sid: str | None = None
+        #: a Socket.IO session was recovered on this connection (--recovery; set by monoport.recovery):
+        #: the access log's conn line says so
+        self.sio_recovered = False
         #: the client key --max-conns-per-ip counts this connection under, once counted
         self.ip_slot: str | None = None
         #: the client address already holds --max-conns-per-ip connections

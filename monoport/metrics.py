@@ -56,6 +56,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "monoport_errors_total": ("counter", ("reason",), "errors by reason"),
     "monoport_socketio_sessions": ("gauge", (), "Engine.IO sessions on this instance"),
     "monoport_socketio_rooms": ("gauge", (), "Socket.IO rooms made by the app on this instance"),
+    "monoport_socketio_recovered_total": ("counter", (), "Socket.IO sessions recovered (--recovery)"),
+    "monoport_socketio_recovery_failed_total": ("counter", ("reason",),
+                                                "recovery attempts that gave a fresh session, by reason"),
+    "monoport_socketio_replayed_packets_total": ("counter", (), "packets replayed to recovered sessions"),
     "monoport_peer_up": ("gauge", ("peer",), "1 when the peer is healthy"),
     "monoport_peer_connections": ("gauge", ("peer",), "the peer's own connection count, as last polled"),
     "monoport_event_loop_lag_seconds": ("gauge", (), "how late the last short sleep woke up"),
@@ -68,6 +72,10 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "monoport_acme_failed_attempts": ("gauge", ("names",),
                                       "--acme: failed attempts since the last certificate (0 when current)"),
 }
+
+#: present only with --recovery
+RECOVERY_METRICS = frozenset({"monoport_socketio_recovered_total", "monoport_socketio_recovery_failed_total",
+                              "monoport_socketio_replayed_packets_total"})
 
 #: kinds whose bytes are TLS-protected
 TLS_KINDS = frozenset({"tls", "https", "wss", "polling-tls", "raw-tls", "raw-tls-silent", "flash-tls"})
@@ -143,6 +151,11 @@ def families(snap: dict[str, Any]) -> Iterator[Metric]:
     yield _labelled("monoport_errors_total", [([reason], n) for reason, n in snap["errors"].items()])
     yield _single("monoport_socketio_sessions", snap["socketio"]["sessions"])
     yield _single("monoport_socketio_rooms", snap["socketio"]["rooms"])
+    rec = snap["extra"].get("recovery")
+    if rec is not None:
+        yield _single("monoport_socketio_recovered_total", rec["recovered"])
+        yield _labelled("monoport_socketio_recovery_failed_total", [([why], n) for why, n in rec["failures"].items()])
+        yield _single("monoport_socketio_replayed_packets_total", rec["replayed"])
     peers = snap["peers"]
     yield _labelled("monoport_peer_up", [([name], 1 if peer_up(info) else 0) for name, info in peers.items()])
     yield _labelled("monoport_peer_connections",

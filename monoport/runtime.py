@@ -22,7 +22,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from . import (__version__, accesslog, appload, cluster, devcerts, eioconform, eventrate, flash, load, rawtcp,
-               sioguard, splice)
+               recovery, sioguard, splice)
 from .admin import Admin
 from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
@@ -172,6 +172,8 @@ class Runtime:
         self.announcer: Any = None
         #: the peer listener's address as announced to other instances
         self.peer_address: tuple[str, int] | None = None
+        #: Socket.IO connection state recovery (--recovery), or None
+        self.recovery: recovery.Recovery | None = None
 
     # -- building ----------------------------------------------------------------
     @classmethod
@@ -192,6 +194,11 @@ class Runtime:
             if config.max_events_per_second:
                 rt.event_limiter = eventrate.install(rt.sio, config.max_events_per_second,
                                                      lambda: rt.stats.error("event_rate_limited"))
+            if config.recovery:
+                rt.recovery = recovery.install(rt.sio, config.recovery, config.redis,
+                                               key_prefix=cluster.key_prefix(config.cluster_name),
+                                               instance_id=config.instance_id)
+                rt.stats.sources["recovery"] = rt.recovery.snapshot
         rt.stats.sio = rt.sio
         rt.access = rt.open_access_log()
         rt.access_log = rt.on_request
@@ -382,13 +389,16 @@ class Runtime:
         discover = None
         name = config.cluster_name
         if config.redis:
-            if self.sio is not None:
+            if self.recovery is not None:
+                self.recovery.start()  # its manager carries messages through a Redis Stream
+            elif self.sio is not None:
                 cluster.attach_redis_manager(self.sio, config.redis, name)
             self.announcer = cluster.Announcer(config.redis, config.instance_id, self.peer_address,
                                                config.max_conns, name)
             discover = self._discover
-            log.info("redis: Socket.IO messages on channel %s and peer discovery under %s* through %s",
-                     cluster.channel(name), cluster.key_prefix(name), redact(config.redis))
+            carrier = "a stream (--recovery)" if self.recovery is not None else f"channel {cluster.channel(name)}"
+            log.info("redis: Socket.IO messages on %s and peer discovery under %s* through %s",
+                     carrier, cluster.key_prefix(name), redact(config.redis))
         if config.redis or config.peer or config.sibling:
             self.balancer.peers.start(discover)
 
@@ -532,7 +542,8 @@ class Runtime:
         eio = self.sio.eio
         for session in list(eio.sockets.values()):
             try:
-                session.close(wait=False, abort=True)
+                # "transport close", as for a lost transport: --recovery keeps the session
+                session.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
             except Exception:  # pragma: no cover - a bug in an app's disconnect handler
                 log.exception("disconnecting a Socket.IO client failed")
         eio.sockets.clear()

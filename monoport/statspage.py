@@ -105,6 +105,7 @@ def render(snap: dict[str, Any], environ: dict | None = None) -> bytes:
         table("Errors", ("reason", "count"), snap["errors"].items()),
         _peers(snap["peers"]),
         *_acme(snap.get("extra", {}).get("acme")),
+        _recovery(snap["extra"].get("recovery")),
         table("Socket.IO namespaces", ("namespace", "clients", "rooms"),
               [(ns, v["clients"], v["rooms"]) for ns, v in sio["namespaces"].items()]),
         table("Clients connected now", ("client", "kind", "tls", "sni", "age (s)", "requests", "bytes in",
@@ -134,6 +135,17 @@ def _acme(certs: list[dict[str, Any]] | None) -> list[str]:
     classes = ["down" if c["failures"] else "up" for c in certs]
     return [table("ACME certificates", ("names", "issuer", "not after", "renewal in (s)", "failed attempts",
                                         "last error"), rows, wide=True, row_classes=classes)]
+
+
+def _recovery(rec: dict[str, Any] | None) -> str:
+    """Connection state recovery (--recovery): nothing when it is off."""
+    if rec is None:
+        return ""
+    return table("Socket.IO recovery", ("field", "count"), [
+        ("recovered", rec["recovered"]), ("packets replayed", rec["replayed"]),
+        ("sessions kept after a lost transport", rec["kept"]), ("sockets connected with a pid", rec["live"]),
+        ("failed (fresh session)", rec["failed"]),
+    ] + [(f"failed: {why}", n) for why, n in rec["failures"].items()])
 
 
 def _peers(peers: dict[str, dict[str, Any]]) -> str:

@@ -24,8 +24,10 @@ APP = ["--app", "tests.apps.echo_app:app"]
 class RedisServer:
     """A throw-away redis-server on a free port (scripts/system-deps.sh installs it)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persist: bool = False) -> None:
         self.binary = shutil.which("redis-server")
+        #: keep the data across a restart (append-only file, fsync'd at every write)
+        self.persist = persist
         assert self.binary, "redis-server is missing: run scripts/system-deps.sh"
         self.port = free_port()
         self.workdir = workdir
@@ -36,8 +38,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        durable = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.workdir)],
+                                      *durable, "--dir", str(self.workdir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:

@@ -174,3 +174,19 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what=None
         time.sleep(interval)
     said = what() if callable(what) else what
     raise AssertionError(f"condition not met in {timeout:g}s" + (f": {said}" if said else ""))
+
+
+@pytest.fixture
+def node_clients() -> Iterator:
+    """Factory: ``node_clients(url, ca, ...)`` starts an npm socket.io-client (tests/node_client.py); all end after."""
+    from tests.node_client import NodeClient
+
+    clients: list[NodeClient] = []
+
+    def make(*args, **kwargs) -> NodeClient:
+        clients.append(NodeClient(*args, **kwargs))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()

@@ -90,6 +90,7 @@ def test_the_demo_app_is_the_default_and_serves_page_client_and_info(chat_server
     bundle = session.get(chat_server.url + "/vendor/socket.io.min.js", timeout=10)
     assert bundle.status_code == 200 and b"Socket.IO v4" in bundle.content[:200]
     assert session.get(chat_server.url + "/vendor/../__init__.py", timeout=10).status_code == 404
+    assert session.get(chat_server.url + "/favicon.ico", timeout=10).status_code == 204  # no console error
     info = session.get(chat_server.url + "/api/info", timeout=10).json()
     assert info["scheme"] == "https" and info["tls_by"] == "monoport"
     assert info["tls"]["version"] in ("TLSv1.2", "TLSv1.3")

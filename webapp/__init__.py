@@ -99,6 +99,12 @@ def index() -> Response:
     return response
 
 
+@app.route("/favicon.ico")
+def favicon() -> Response:
+    """No icon, said without an error: browsers ask for it and log a 404 in the console."""
+    return Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
+
 @app.route("/vendor/<path:name>")
 def vendor(name: str) -> Response:
     """socket.io-client's dist files, straight from node_modules (never copied into the repo)."""

@@ -45,6 +45,8 @@ def big():
 def connect(sid, environ, auth=None):
     if isinstance(auth, dict) and auth.get("user"):
         environ["monoport.identity"] = auth["user"]  # rate limits count per user, not per address
+    if environ.get("monoport.recovered"):
+        return  # --recovery gave the socket its session back
     sio.save_session(sid, {"transport": environ.get("monoport.transport"),
                            "scheme": environ.get("wsgi.url_scheme"),
                            "instance": environ.get("monoport.instance_id"),
@@ -65,6 +67,18 @@ def whoami(sid):
 def shout(sid, data):
     sio.emit("shouted", data, to=sid)
     return "ok"
+
+
+@sio.on("note")
+def note(sid, text):
+    """Remember ``text`` in the session (recovery tests: the session comes back)."""
+    sio.get_session(sid)["note"] = text
+    return "noted"
+
+
+@sio.on("kick")
+def kick(sid):
+    sio.disconnect(sid)
 
 
 @sio.on("join")
@@ -104,6 +118,39 @@ def replay(sid):
     for index, message in messages:
         sio.emit("replayed", (index, message), to=sid)
     return [index for index, _ in messages]
+
+
+#: room -> state of the numbered stream a start_stream call began there
+STREAMS: dict[str, dict] = {}
+
+
+@sio.on("start_stream")
+def start_stream(sid, room, interval):
+    """Emit "room_message" 0, 1, 2 ... to ``room`` every ``interval`` seconds until stop_stream.
+
+    One greenlet emits them all, so they enter the message bus in order.
+    """
+    import time
+
+    state = STREAMS[room] = {"sent": 0, "stop": False}
+
+    def run():
+        began = time.monotonic()
+        while not state["stop"]:
+            sio.emit("room_message", state["sent"], room=room)
+            state["sent"] += 1
+            sio.sleep(max(0.0, began + state["sent"] * interval - time.monotonic()))
+
+    sio.start_background_task(run)
+    return "started"
+
+
+@sio.on("stop_stream")
+def stop_stream(sid, room):
+    """Stop the stream of ``room``; answer how many numbers it emitted."""
+    state = STREAMS.pop(room)
+    state["stop"] = True
+    return state["sent"]
 
 
 @app.route("/burn")

@@ -68,7 +68,9 @@
 
   socket.on("connect", () => {
     document.body.dataset.state = "connected";
-    setBadge($("conn"), "connected", "good");
+    // socket.recovered: the server (--recovery) gave back this socket's id and rooms, and
+    // the messages missed while away arrived before this event, in place in the list
+    setBadge($("conn"), socket.recovered ? "connected (recovered)" : "connected", "good");
     showTransport();
     showTls();
     const nick = localStorage.getItem(STORE_NICK);
