@@ -154,10 +154,11 @@ class Manager:
                 out.append((str(self.store.cert_path(managed.primary)), str(self.store.key_path(managed.primary))))
                 continue
             cert_path, key_path = self.store.stand_in_paths(managed.primary)
-            if not (cert_path.is_file() and key_path.is_file()) or not self._covers(cert_path, managed.names):
-                cert_pem, key_pem = stand_in(managed.names)
-                write_private(key_path, key_pem)
-                write_private(cert_path, cert_pem)
+            with self.store.stand_in_lock():
+                if not (cert_path.is_file() and key_path.is_file()) or not self._covers(cert_path, managed.names):
+                    cert_pem, key_pem = stand_in(managed.names)
+                    write_private(key_path, key_pem)
+                    write_private(cert_path, cert_pem)
             log.info("acme: serving a self-signed certificate for %s until the CA issues one",
                      ", ".join(managed.names))
             out.append((str(cert_path), str(key_path)))

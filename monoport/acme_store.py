@@ -15,12 +15,13 @@ No ssl, socket or gevent here: files and cryptography only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,6 +55,20 @@ class Store:
 
     def stand_in_paths(self, primary: str) -> tuple[Path, Path]:
         return self.base / "self-signed" / f"{primary}.pem", self.base / "self-signed" / f"{primary}.key"
+
+    @contextlib.contextmanager
+    def stand_in_lock(self) -> Iterator[None]:
+        """Held while a stand-in is looked at and written: workers starting together on one --certs-dir
+        would otherwise each write a key and a certificate, and one could load another's certificate
+        with its own key. Blocking, but only at start and for the time of one key generation."""
+        path = self.base / "self-signed" / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def load_state(self) -> dict[str, Any]:
         try:

@@ -12,7 +12,9 @@ Decided per HTTP request once its head is read (``wsgi.Handler`` calls
    session id, so no table, cookie or source hash is involved. An owner that
    is unknown, down, or refuses is not retried elsewhere: no other instance
    has the session; it is served here and Engine.IO answers "unknown
-   session", after which the client opens a new one.
+   session", after which the client opens a new one. An owner known but
+   not yet confirmed by a health answer (or not yet discovered, in this
+   instance's first seconds) is waited for, up to :data:`OWNER_WAIT`.
 2. capacity: a connection this instance already counts (keep-alive) is
    served; else it is served if fewer than ``--max-conns`` are counted.
    A connection is counted from the moment it is served here until it
@@ -79,6 +81,11 @@ FIRST_BYTE_TIMEOUT: Final = 120.0
 REPLAY_LIMIT: Final = 256 * 1024
 #: Poll interval of the queue while waiting for a free slot, in seconds.
 QUEUE_POLL: Final = 0.05
+#: Longest wait of a request for a session of an instance not yet confirmed (discovery and a
+#: first health poll take a second or two).
+OWNER_WAIT: Final = 3.0
+#: For this long after start, a session id naming an instance not yet discovered is waited for too.
+OWNER_STARTUP_WINDOW: Final = 5.0
 #: Header that marks a 503 as "instance full" rather than the app's own 503.
 FULL_HEADER: Final = "X-Monoport-Full"
 #: What a raw Socket.IO client gets when no instance has room: Engine.IO close.
@@ -183,6 +190,32 @@ class Balancer:
         """An Engine.IO handshake: a Socket.IO path without a ``sid``."""
         return self._on_sio_path(head) and not head.query("sid")
 
+    def _await_owner(self, owner: str) -> Peer | None:
+        """Hold a request for a session of an instance not confirmed yet, until it is (bounded).
+
+        Instances that start together (a rolling deploy, a reuse-port pair)
+        meet through Redis and a first health poll, a second or two; a
+        session made on one meanwhile may be polled through the other. The
+        request waits for that instead of getting python-engineio's 400 (which
+        makes the client drop its session): when the owner is known but not
+        yet answered, or while this instance is still young enough that its
+        discovery may not have found it.
+        """
+        if owner in self.peers.gone:
+            return None
+        young = time.time() - self.rt.started_at < OWNER_STARTUP_WINDOW
+        if not (young or self.peers.pending(owner)):
+            return None
+        deadline = time.monotonic() + OWNER_WAIT
+        while time.monotonic() < deadline:
+            gevent.sleep(QUEUE_POLL)
+            peer = self.peers.owner(owner)
+            if peer is not None:
+                return peer
+            if not (young or self.peers.pending(owner)):
+                return None
+        return None
+
     def peer_draining(self, peer: Peer) -> None:
         """A peer began to stop: end what ties its forwarded connections to us.
 
@@ -242,7 +275,7 @@ class Balancer:
             # a long-poll through a stopping peer would hold its splice for up to pingInterval
             self._end_poll(head.query("sid"))
         if owner is not None and owner != self.my_id:
-            peer = self.peers.owner(owner)
+            peer = self.peers.owner(owner) or self._await_owner(owner)
             if peer is not None and self.forward(conn, [peer], affinity=True):
                 return False
         if self.rt.draining and conn not in self.local and self._from_peer(conn):

@@ -213,11 +213,19 @@ class PeerTable:
         return None
 
     def owner(self, peer_id: str) -> Peer | None:
-        """Where a session of instance ``peer_id`` is forwarded: an up peer, or a sibling in any state."""
+        """Where a session of instance ``peer_id`` is forwarded: an up peer, one that has answered its
+        first health poll as one of this cluster (not yet up: that takes :data:`RISE`), or a sibling in
+        any state."""
         for peer in self.peers.values():
-            if peer.id == peer_id and not peer.is_self and not peer.stranger and (peer.up or peer.sibling):
+            if (peer.id == peer_id and not peer.is_self and not peer.stranger
+                    and (peer.up or peer.passes or peer.sibling)):
                 return peer
         return None
+
+    def pending(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is known here but not yet confirmed by a health answer (worth waiting for)."""
+        return any(peer.id == peer_id and not peer.is_self and not peer.stranger and not peer.passes
+                   and not peer.failures for peer in self.peers.values())
 
     def candidates(self, lagging: bool = True) -> list[Peer]:
         """Peers that may take spill-over, least loaded first (lagging ones last, or left out)."""

@@ -99,6 +99,18 @@ def test_a_sibling_is_a_session_owner_before_its_first_health_answer_and_after_a
     assert ("127.0.0.1", 7001) in table.peers and ("127.0.0.1", 7002) not in table.peers
 
 
+def test_a_discovered_peer_owns_its_sessions_from_its_first_health_answer_and_is_waited_for_before():
+    table = _table()
+    peer = table.add(("127.0.0.1", 7001), peer_id="b")
+    assert table.owner("b") is None and table.pending("b")  # known, not answered yet: worth waiting for
+    table.record(peer, {"id": "b", "cluster": CLUSTER, "conns": 0, "max_conns": 4}, None)
+    assert not peer.up and table.owner("b") is peer  # one answer as one of ours: its sessions go there
+    assert table.candidates() == []  # spill-over still waits for RISE answers
+    table.record(peer, None, "timeout")
+    assert table.owner("b") is None and not table.pending("b")  # it failed: nothing to wait for
+    assert not table.pending("nobody")
+
+
 def test_a_starting_peer_gets_affinity_forwards_but_no_spill_over():
     table = _table()
     peer = table.add(("127.0.0.1", 7001), static=True)
