@@ -166,6 +166,9 @@ class Connection:
         self.drain_note: str | None = None
         #: the Engine.IO session a long-poll GET on this connection waits for, while it waits
         self.polling_sid: str | None = None
+        #: TLS with ALPN http/1.1, then silent past the sniff timeout: a browser's preconnect, served as
+        #: an idle keep-alive connection (waits --keepalive-timeout for its first request), not as raw TCP
+        self.preconnected = False
         #: a Socket.IO session was recovered on this connection (--recovery; set by monoport.recovery):
         #: the access log's conn line says so
         self.sio_recovered = False

@@ -173,6 +173,12 @@ class Dispatcher:
             try:
                 kind = sniff(conn, deadline)
             except Silent:
+                if conn.tls and conn.tls.get("alpn") == "http/1.1":
+                    # It chose HTTP/1.1 in the handshake: a browser that opened a spare connection
+                    # and sends its request when it needs one (seconds later, under load).
+                    conn.preconnected = True
+                    self.http(conn)
+                    return
                 conn.kind = "raw-silent" if not conn.tls else "raw-tls-silent"
                 if self._over_ip_limit(conn):
                     return

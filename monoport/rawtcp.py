@@ -196,6 +196,7 @@ def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
         "wsgi.websocket": ws,
         "wsgi.websocket_version": ws.version,
         "monoport.instance_id": rt.config.instance_id,
+        "monoport.cluster": rt.config.cluster_name,
         "monoport.tls": conn.tls,
         "monoport.forwarded_by": conn.forwarded_by,
         "monoport.transport": "raw",

@@ -168,12 +168,13 @@ class Handler(HandlerBase):
     # -- one request at a time -------------------------------------------------
     def handle_one_request(self) -> Any:
         conn, stream, rt = self.conn, self.conn.stream, self.runtime
-        if conn.requests:
+        if conn.requests or conn.preconnected:
             if rt.draining:
                 conn.outcome = "draining"
                 return None
             if not self._wait_next_request():
                 return None
+            conn.preconnected = False
         try:
             head = read_head(stream, rt.config.head_timeout)
         except HeadTimeout:
@@ -271,6 +272,7 @@ class Handler(HandlerBase):
         env["wsgi.url_scheme"] = "https" if conn.secure else "http"
         apply_forwarded(env, rt.trusted)
         env["monoport.instance_id"] = rt.config.instance_id
+        env["monoport.cluster"] = rt.config.cluster_name
         env["monoport.tls"] = conn.tls
         env["monoport.forwarded_by"] = conn.forwarded_by
         env["monoport.transport"] = "http"

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests import corpus
-from tests.clients import https_session, raw_exchange, sio_client
+from tests.clients import https_session, raw_exchange, read_to_eof, sio_client
 from tests.conftest import wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
@@ -36,6 +36,28 @@ def test_https_get_reaches_the_flask_app_with_a_true_environ(server, tls_files):
     assert env["monoport.tls"]["version"] in ("TLSv1.2", "TLSv1.3")
     assert env["monoport.tls"]["alpn"] is None or env["monoport.tls"]["alpn"] == "http/1.1"
     assert len(env["monoport.instance_id"]) == 4
+    assert env["monoport.cluster"] == "tests.apps.echo_app:app"  # --cluster, else the --app spec
+
+
+def test_a_tls_client_that_chose_http_1_1_and_waits_past_the_sniff_timeout_is_served_http(server, tls_files):
+    """A browser's spare connection: ALPN http/1.1 in the handshake, its request seconds later (here 2 s,
+    past --sniff-timeout 1). A TLS client that chose no protocol and stays silent is still a raw client."""
+    def silent_then(alpn: list[str] | None, request: bytes | None) -> bytes:
+        ctx = ssl.create_default_context(cafile=tls_files["ca"])
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.selected_alpn_protocol() == (alpn[0] if alpn else None)
+                time.sleep(2.0)
+                if request is None:
+                    return tls.recv(200)
+                tls.sendall(request)
+                return read_to_eof(tls)
+
+    answer = silent_then(["http/1.1"], b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello from flask"), answer
+    assert silent_then(None, None).startswith(b'0{"sid":')  # the raw transport's open packet
 
 
 @pytest.mark.parametrize("mode,status", [("redirect", 301), ("serve", 200), ("reject", 400)])

@@ -18,7 +18,7 @@ def index():
 def environ():
     env = request.environ
     keys = ("wsgi.url_scheme", "REMOTE_ADDR", "REMOTE_PORT", "SERVER_PORT", "monoport.instance_id",
-            "monoport.transport", "monoport.tls", "monoport.forwarded_by", "HTTP_X_FORWARDED_FOR",
+            "monoport.transport", "monoport.tls", "monoport.forwarded_by", "monoport.cluster", "HTTP_X_FORWARDED_FOR",
             "HTTP_X_FORWARDED_PROTO")
     return jsonify({k: env.get(k) for k in keys})
 
