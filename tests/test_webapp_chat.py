@@ -156,6 +156,7 @@ def test_two_tabs_with_one_nickname_are_one_member_until_both_leave(chat):
     chat.join("b", "r", "bob")
     room, _ = chat.join("tab2", "r", "alice")
     assert room.member_list() == ["alice", "bob"]
+    assert chat.room_list() == [{"name": "r", "members": 2}]
     chat.disconnect("tab1")
     assert room.member_list() == ["alice", "bob"]  # the other tab is still there
     chat.disconnect("tab2")

@@ -15,21 +15,14 @@ import pytest
 from tests.cluster import redis_server, redis_url  # noqa: F401 - fixtures
 from tests.conftest import wait_for
 from tests.test_webapp import ChatClient
+from tests.test_webapp_chat import Clock
 from webapp.chat import HISTORY
 from webapp.shared import RedisShare, prefix_for
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def wall() -> Wall:
-    return Wall()
+def wall() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -103,3 +96,18 @@ def test_two_instances_share_history_members_and_messages(two_instances, tls_fil
     finally:
         for client in (alice, bob, alice_tab2, carol):
             client.close()
+
+
+def test_redis_down_refuses_with_unavailable_and_no_traceback(monoport, tls_args, tls_files, redis_server):  # noqa: F811
+    server = monoport(tls_args + ["--plain", "serve"], env={"REDIS_URL": redis_server.url})
+    client = ChatClient(server.port, tls_files["ca"])
+    try:
+        assert client.join("down", "dana")["ok"]
+        redis_server.stop()
+        refused = client.call("message", {"text": "anyone?"})
+        assert refused["ok"] is False and refused["code"] == "unavailable"
+        wait_for(lambda: client.errors() == ["unavailable"])
+        assert client.sio.connected
+        server.wait_log("chat: Redis error on message")
+    finally:
+        client.close()

@@ -222,7 +222,7 @@ class Chat:
         return room
 
     def room_list(self) -> list[dict[str, Any]]:
-        return [{"name": r.name, "members": len(r.members)} for r in reversed(self.rooms.values())]
+        return [{"name": r.name, "members": len(set(r.members.values()))} for r in reversed(self.rooms.values())]
 
     # -- messages ------------------------------------------------------------
     def message(self, sid: str, data: Any) -> tuple[Room, dict[str, Any]]:
