@@ -217,6 +217,20 @@ def test_a_recovered_reconnect_says_so_and_shows_the_missed_messages_in_place(op
     screenshot(alice, "browser-recovered.png")
 
 
+def test_messages_are_shown_in_id_order_and_once_whatever_order_they_arrive_in(open_page):
+    # two instances deliver through Redis with ids from one counter: a later id may arrive first
+    page = open_page()
+    join(page, "order", "olga")
+    say(page, "one")
+    page.evaluate("""() => {
+        const deliver = chatSocket.listeners("message")[0];
+        const first = Number(document.querySelector("#messages li").dataset.id);
+        const msg = (n, text) => ({id: first + n, room: "order", nick: "x", text: text, ts: Date.now()});
+        deliver(msg(2, "three")); deliver(msg(1, "two")); deliver(msg(1, "two")); deliver(msg(3, "four"));
+    }""")
+    expect(page.locator("#messages li .text")).to_have_text(["one", "two", "three", "four"])
+
+
 def test_two_tabs_with_one_nickname_are_one_member(open_page):
     tab1, tab2, other = open_page(), open_page(), open_page()
     join(tab1, "tabs", "tess")

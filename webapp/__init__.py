@@ -73,10 +73,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import redis
 import socketio
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
-
-import redis
 
 from .chat import Chat, Rejected, Room
 from .shared import MEMBER_TTL, RedisShare, prefix_for
@@ -188,8 +187,13 @@ def members_of(room: Room) -> list[str]:
 
 
 def send_members(room: Room | str) -> None:
-    name = room if isinstance(room, str) else room.name
-    members = shared.members(name) if shared else room.member_list()
+    """Tell ``room`` who is in it (every instance's members, when shared through Redis)."""
+    if shared:
+        name = room if isinstance(room, str) else room.name
+        members = shared.members(name)
+    else:
+        assert isinstance(room, Room)  # names alone come only from the Redis refresher
+        name, members = room.name, room.member_list()
     sio.emit("members", {"room": name, "members": members}, room=name)
 
 
