@@ -34,9 +34,12 @@ Server → client:
 
 ``message {id, room, nick, text, ts}``
     To everyone in the room, the sender included. ``id`` grows by one per
-    message in this process; ``ts`` is milliseconds since the Unix epoch (UTC).
+    message in this process (in every instance sharing Redis, with Redis):
+    clients order and de-duplicate by it. ``ts`` is milliseconds since the
+    Unix epoch (UTC).
 ``members {room, members: [nick…]}``
-    To everyone in the room, whenever someone joins or leaves.
+    To everyone in the room, whenever someone joins or leaves (each
+    nickname once, sorted case-insensitively).
 ``typing {room, nick, typing}``
     To the others in the room.
 ``error {code, message}``
@@ -227,6 +230,24 @@ def connect(sid: str, environ: dict, auth: Any = None) -> None:
         shared.prefix = prefix_for(environ.get("monoport.cluster"))
         _refresher.append(sio.start_background_task(keep_members_fresh))
     state.connect(sid)
+    if environ.get("monoport.recovered"):
+        rejoin(sid)
+
+
+def rejoin(sid: str) -> None:
+    """A recovered socket (monoport's --recovery) is back in its Socket.IO rooms, with the session
+    its join saved: put it back in the chat too, as the member it was, so it can talk at once
+    (a client that sees ``socket.recovered`` does not join again)."""
+    saved = sio.get_session(sid)
+    if not saved.get("room"):
+        return  # it was in no room
+    try:
+        room, _ = state.join(sid, saved.get("room"), saved.get("nick"))
+        if shared:
+            shared.enter(room.name, sid, saved["nick"])
+        send_members(room)
+    except (Rejected, redis.RedisError) as exc:  # it joins again on its own
+        log.info("chat: recovered client %s not put back in its room: %s", sid, exc)
 
 
 @sio.event
@@ -257,6 +278,7 @@ def on_join(sid: str, data: Any) -> dict[str, Any]:
     if shared:
         shared.enter(room.name, sid, client.nick)
     sio.enter_room(sid, room.name)
+    sio.save_session(sid, {"room": room.name, "nick": client.nick})  # kept by --recovery (see rejoin)
     send_members(room)
     history = shared.history(room.name) if shared else list(room.history)
     return {"ok": True, "room": room.name, "nick": client.nick, "history": history,
@@ -286,6 +308,7 @@ def on_leave(sid: str, data: Any) -> dict[str, Any]:
     nick = state.client(sid).nick
     left = state.leave(sid)
     if left is not None:
+        sio.save_session(sid, {})
         sio.leave_room(sid, left.name)
         left_room(sid, left, nick)
     return {"ok": True}
