@@ -45,14 +45,30 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+#: Chromium keeps spare TLS connections it has not used yet (backup connect jobs on a slow
+#: connect, preconnects) and may send its next request on one seconds later. monoport treats a
+#: TLS connection silent for --sniff-timeout (2 s) as a raw TCP client and starts a raw
+#: Socket.IO session on it, so that request gets raw bytes (net::ERR_INVALID_HTTP_RESPONSE in
+#: the console, a polling transport error), seen here on a loaded machine. Until monoport keeps
+#: a silent TLS connection that negotiated ALPN http/1.1 as HTTP, the browser tests wait longer
+#: than they last before calling a connection silent.
+BROWSER_SNIFF = ["--sniff-timeout", "60"]
+
+
 @pytest.fixture
 def server(monoport, tls_args):
     """monoport with its default app (webapp) on a trustme certificate."""
-    return monoport(tls_args)
+    return monoport(tls_args + BROWSER_SNIFF)
 
 
 @pytest.fixture
-def open_page(browser: Browser, server):
+def console_errors() -> list[str]:
+    """Every console error and uncaught exception of the pages a test opened (none are allowed)."""
+    return []
+
+
+@pytest.fixture
+def open_page(browser: Browser, server, console_errors):
     contexts = []
 
     def open_(query: str = "", base: str | None = None, **context_options) -> Page:
@@ -61,6 +77,9 @@ def open_page(browser: Browser, server):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
+        page.on("console", lambda msg: console_errors.append(f"{msg.type}: {msg.text} ({msg.location})")
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(f"uncaught: {exc}"))
         page.goto((base or f"https://localhost:{server.port}") + "/" + query)
         expect(page.locator("body")).to_have_attribute("data-state", "connected")
         return page
@@ -68,6 +87,7 @@ def open_page(browser: Browser, server):
     yield open_
     for context in contexts:
         context.close()
+    assert console_errors == [], console_errors
 
 
 def join(page: Page, room: str, nick: str) -> None:
@@ -157,7 +177,7 @@ def test_the_page_is_readable_on_a_phone(open_page):
 
 
 def test_the_page_says_when_tls_is_off(open_page, monoport):
-    clear = monoport(["--tls", "off"])
+    clear = monoport(["--tls", "off"] + BROWSER_SNIFF)
     page = open_page(base=f"http://127.0.0.1:{clear.port}")
     join(page, "clear", "eve")
     expect(page.locator("#tls")).to_have_text("TLS: off")
@@ -165,3 +185,69 @@ def test_the_page_says_when_tls_is_off(open_page, monoport):
     expect(page.locator("#transport")).to_have_text("transport: websocket")
     say(page, "over ws://")
     expect(page.locator("#messages li .text")).to_have_text(["over ws://"])
+
+
+def test_the_page_loads_with_no_console_error_and_its_favicon_answers(open_page, console_errors):
+    # chromium asks for /favicon.ico on every load; a 404 would be a console error
+    page = open_page()
+    join(page, "quiet", "quinn")
+    say(page, "no errors")
+    page.reload()
+    expect(page.locator("#messages li .text")).to_have_text(["no errors"])
+    assert page.evaluate("fetch('/favicon.ico').then((r) => r.status)") == 204
+    assert console_errors == []  # (open_page checks it again after every test)
+
+
+def test_a_recovered_reconnect_says_so_and_shows_the_missed_messages_in_place(open_page, monoport, tls_args):
+    recovering = monoport(tls_args + BROWSER_SNIFF + ["--recovery", "30"])
+    base = f"https://localhost:{recovering.port}"
+    alice, bob = open_page(base=base), open_page(base=base)
+    join(alice, "recover", "alice")
+    join(bob, "recover", "bob")
+    expect(alice.locator("body")).to_have_attribute("data-transport", "websocket")
+    say(alice, "before")
+    expect(bob.locator("#messages li .text")).to_have_text(["before"])
+    # alice's connection drops (her Engine.IO socket closes its WebSocket without a goodbye: the
+    # server sees a lost transport), and she stays away while bob talks
+    alice.evaluate("() => { chatSocket.io.reconnection(false); chatSocket.io.engine.close(); }")
+    expect(alice.locator("body")).to_have_attribute("data-state", "disconnected")
+    expect(bob.locator("#members li")).to_have_text(["bob"])
+    say(bob, "missed 1")
+    say(bob, "missed 2")
+    alice.evaluate("() => { chatSocket.io.reconnection(true); chatSocket.connect(); }")
+    expect(alice.locator("body")).to_have_attribute("data-state", "connected")
+    expect(alice.locator("body")).to_have_attribute("data-recovered", "true")
+    expect(alice.locator("#conn")).to_have_text("connected (recovered, 2 missed messages shown)")
+    texts = ["before", "missed 1", "missed 2"]
+    expect(alice.locator("#messages li .text")).to_have_text(texts)  # in order, once each
+    expect(alice.locator("#messages li.missed .text")).to_have_text(["missed 1", "missed 2"])
+    expect(bob.locator("#members li")).to_have_text(["alice", "bob"])
+    say(bob, "after")
+    expect(alice.locator("#messages li .text")).to_have_text(texts + ["after"])
+    screenshot(alice, "browser-recovered.png")
+
+
+def test_messages_are_shown_in_id_order_and_once_whatever_order_they_arrive_in(open_page):
+    # two instances deliver through Redis with ids from one counter: a later id may arrive first
+    page = open_page()
+    join(page, "order", "olga")
+    say(page, "one")
+    page.evaluate("""() => {
+        const deliver = chatSocket.listeners("message")[0];
+        const first = Number(document.querySelector("#messages li").dataset.id);
+        const msg = (n, text) => ({id: first + n, room: "order", nick: "x", text: text, ts: Date.now()});
+        deliver(msg(2, "three")); deliver(msg(1, "two")); deliver(msg(1, "two")); deliver(msg(3, "four"));
+    }""")
+    expect(page.locator("#messages li .text")).to_have_text(["one", "two", "three", "four"])
+
+
+def test_two_tabs_with_one_nickname_are_one_member(open_page):
+    tab1, tab2, other = open_page(), open_page(), open_page()
+    join(tab1, "tabs", "tess")
+    join(tab2, "tabs", "tess")
+    join(other, "tabs", "otto")
+    for page in (tab1, tab2, other):
+        expect(page.locator("#members li")).to_have_text(["otto", "tess"])
+    tab1.context.close()
+    say(other, "still one tess")
+    expect(tab2.locator("#members li")).to_have_text(["otto", "tess"])

@@ -38,7 +38,7 @@ class ChatClient:
             self.sio.on(name, self._recorder(name))
 
     def _recorder(self, name: str):
-        def record(data=None):
+        def record(data=None, *offset):  # monoport --recovery appends an offset argument
             with self.lock:
                 self.events[name].append(data)
         return record
@@ -48,6 +48,11 @@ class ChatClient:
 
     def join(self, room: str, nick: str) -> dict:
         return self.call("join", {"room": room, "nick": nick})
+
+    def members(self) -> list[str] | None:
+        """The last member list received, if any."""
+        with self.lock:
+            return self.events["members"][-1]["members"] if self.events["members"] else None
 
     def texts(self) -> list[str]:
         with self.lock:

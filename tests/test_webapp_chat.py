@@ -147,3 +147,17 @@ def test_a_refused_join_leaves_the_client_where_it_was(chat, monkeypatch):
     room, _ = chat.join("a", "only", "alice")
     assert code_of(chat.join, "a", "another", "alice") == "too_many_rooms"
     assert chat.clients["a"].room == "only" and room.member_list() == ["alice"]
+
+
+def test_two_tabs_with_one_nickname_are_one_member_until_both_leave(chat):
+    for sid in ("tab1", "tab2", "b"):
+        chat.connect(sid)
+    chat.join("tab1", "r", "alice")
+    chat.join("b", "r", "bob")
+    room, _ = chat.join("tab2", "r", "alice")
+    assert room.member_list() == ["alice", "bob"]
+    assert chat.room_list() == [{"name": "r", "members": 2}]
+    chat.disconnect("tab1")
+    assert room.member_list() == ["alice", "bob"]  # the other tab is still there
+    chat.disconnect("tab2")
+    assert room.member_list() == ["bob"]

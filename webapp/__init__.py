@@ -34,35 +34,54 @@ Server → client:
 
 ``message {id, room, nick, text, ts}``
     To everyone in the room, the sender included. ``id`` grows by one per
-    message in this process; ``ts`` is milliseconds since the Unix epoch (UTC).
+    message in this process (in every instance sharing Redis, with Redis):
+    clients order and de-duplicate by it. ``ts`` is milliseconds since the
+    Unix epoch (UTC).
 ``members {room, members: [nick…]}``
-    To everyone in the room, whenever someone joins or leaves.
+    To everyone in the room, whenever someone joins or leaves (each
+    nickname once, sorted case-insensitively).
 ``typing {room, nick, typing}``
     To the others in the room.
 ``error {code, message}``
     ``code`` is one of ``bad_nick``, ``bad_room``, ``bad_message``,
-    ``too_long``, ``not_joined``, ``rate_limited``, ``too_many_rooms``.
+    ``too_long``, ``not_joined``, ``rate_limited``, ``too_many_rooms``,
+    ``unavailable`` (Redis, when used, did not answer).
     The connection stays open. A flooding client gets at most one
     ``rate_limited`` error event per second (every refused request is still
     acked).
 
 Limits: nicknames 1–24 letters, digits, spaces, ``.``, ``_``, ``-``; room
 names 1–32 of ``a-z0-9_-`` (lowercased); bursts of 8 messages/joins, then 2
-per second; a Socket.IO packet over 64 KB closes the connection. Rooms,
-members and history are per process (not shared between instances).
+per second; a Socket.IO packet over 64 KB closes the connection. Two clients
+(tabs) with one nickname in a room are listed as one member.
+
+Without Redis, rooms, members and history are per process. With
+``REDIS_URL`` set (monoport's ``--redis`` reads it too), history, message ids
+and member lists live in Redis (:mod:`webapp.shared`) and every instance
+shows the same chat; ``CHAT_MEMBER_TTL`` (seconds, default 30) is how long
+the members of an instance that died without a goodbye stay listed. The
+``rooms`` list stays per process. A Redis error refuses the request with
+``unavailable``.
+
+With monoport's ``--recovery``, a client whose transport was lost gets its
+socket back and the messages it missed are replayed before ``connect``; the
+page shows them in place (ids order them) and says the connection recovered.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
+import redis
 import socketio
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
 
 from .chat import Chat, Rejected, Room
+from .shared import MEMBER_TTL, RedisShare, prefix_for
 
 log = logging.getLogger("webapp")
 
@@ -81,6 +100,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'se
 app = Flask(__name__, static_folder="static", static_url_path="/static")
 sio = socketio.Server(async_mode="gevent", max_http_buffer_size=MAX_PACKET)
 state = Chat()
+#: history, ids and members shared between instances, when there is a Redis
+shared: RedisShare | None = (RedisShare(os.environ["REDIS_URL"], float(os.environ.get("CHAT_MEMBER_TTL") or MEMBER_TTL))
+                             if os.environ.get("REDIS_URL") else None)
 
 
 # -- HTTP ---------------------------------------------------------------------
@@ -153,6 +175,9 @@ def event(name: str) -> Callable:
                 return fn(sid, args[0] if args else None)
             except Rejected as exc:
                 return refuse(sid, exc)
+            except redis.RedisError as exc:
+                log.warning("chat: Redis error on %s: %s", name, exc)
+                return refuse(sid, Rejected("unavailable", "the chat's storage is unavailable; try again"))
 
         sio.on(name, handler)
         return handler
@@ -160,39 +185,112 @@ def event(name: str) -> Callable:
     return register
 
 
-def send_members(room: Room) -> None:
-    sio.emit("members", {"room": room.name, "members": room.member_list()}, room=room.name)
+def members_of(room: Room) -> list[str]:
+    return shared.members(room.name) if shared else room.member_list()
+
+
+def send_members(room: Room | str) -> None:
+    """Tell ``room`` who is in it (every instance's members, when shared through Redis)."""
+    if shared:
+        name = room if isinstance(room, str) else room.name
+        members = shared.members(name)
+    else:
+        assert isinstance(room, Room)  # names alone come only from the Redis refresher
+        name, members = room.name, room.member_list()
+    sio.emit("members", {"room": name, "members": members}, room=name)
+
+
+def left_room(sid: str, room: Room, nick: str | None) -> None:
+    """``sid`` (as ``nick``) left ``room``: take it off the shared list, tell the room."""
+    if shared and nick is not None:
+        shared.leave(room.name, sid, nick)
+    send_members(room)
+
+
+def keep_members_fresh() -> None:
+    """Rewrite this instance's member entries in Redis every third of their lifetime, and tell
+    the rooms that lost the stale entries of an instance that died."""
+    assert shared is not None
+    while True:
+        sio.sleep(shared.ttl / 3)
+        entries = [(c.room, c.sid, c.nick) for c in list(state.clients.values()) if c.room and c.nick]
+        try:
+            for name in shared.refresh(entries):
+                send_members(name)
+        except redis.RedisError as exc:
+            log.warning("chat: cannot refresh the members in Redis: %s", exc)
+
+
+_refresher: list = []
 
 
 @sio.event
 def connect(sid: str, environ: dict, auth: Any = None) -> None:
+    if shared and not _refresher:
+        shared.prefix = prefix_for(environ.get("monoport.cluster"))
+        _refresher.append(sio.start_background_task(keep_members_fresh))
     state.connect(sid)
+    if environ.get("monoport.recovered"):
+        rejoin(sid)
+
+
+def rejoin(sid: str) -> None:
+    """A recovered socket (monoport's --recovery) is back in its Socket.IO rooms, with the session
+    its join saved: put it back in the chat too, as the member it was, so it can talk at once
+    (a client that sees ``socket.recovered`` does not join again)."""
+    saved = sio.get_session(sid)
+    if not saved.get("room"):
+        return  # it was in no room
+    try:
+        room, _ = state.join(sid, saved.get("room"), saved.get("nick"))
+        if shared:
+            shared.enter(room.name, sid, saved["nick"])
+        send_members(room)
+    except (Rejected, redis.RedisError) as exc:  # it joins again on its own
+        log.info("chat: recovered client %s not put back in its room: %s", sid, exc)
 
 
 @sio.event
 def disconnect(sid: str, *reason: Any) -> None:
+    client = state.clients.get(sid)
+    nick = client.nick if client else None
     left = state.disconnect(sid)
     if left is not None:
-        send_members(left)
+        try:
+            left_room(sid, left, nick)
+        except redis.RedisError as exc:  # its entry goes stale and vanishes on its own
+            log.warning("chat: Redis error on disconnect: %s", exc)
 
 
 @event("join")
 def on_join(sid: str, data: Any) -> dict[str, Any]:
     data = data if isinstance(data, dict) else {}
-    room, left = state.join(sid, data.get("room"), data.get("nick"))
-    if left is not None and left is not room:
-        sio.leave_room(sid, left.name)
-        send_members(left)
-    sio.enter_room(sid, room.name)
-    send_members(room)
     client = state.client(sid)
-    return {"ok": True, "room": room.name, "nick": client.nick, "history": list(room.history),
-            "members": room.member_list()}
+    before = client.nick
+    room, left = state.join(sid, data.get("room"), data.get("nick"))
+    if left is not None:
+        if left is not room:
+            sio.leave_room(sid, left.name)
+        if shared and before is not None:
+            shared.leave(left.name, sid, before)
+        if left is not room:
+            send_members(left)
+    if shared:
+        shared.enter(room.name, sid, client.nick)
+    sio.enter_room(sid, room.name)
+    sio.save_session(sid, {"room": room.name, "nick": client.nick})  # kept by --recovery (see rejoin)
+    send_members(room)
+    history = shared.history(room.name) if shared else list(room.history)
+    return {"ok": True, "room": room.name, "nick": client.nick, "history": history,
+            "members": members_of(room)}
 
 
 @event("message")
 def on_message(sid: str, data: Any) -> dict[str, Any]:
     room, msg = state.message(sid, data)
+    if shared:
+        msg["id"] = shared.next_id()  # one order for every instance
+        shared.record(room.name, msg)
     sio.emit("message", msg, room=room.name)
     return {"ok": True, "id": msg["id"]}
 
@@ -207,10 +305,12 @@ def on_typing(sid: str, data: Any) -> None:
 
 @event("leave")
 def on_leave(sid: str, data: Any) -> dict[str, Any]:
+    nick = state.client(sid).nick
     left = state.leave(sid)
     if left is not None:
+        sio.save_session(sid, {})
         sio.leave_room(sid, left.name)
-        send_members(left)
+        left_room(sid, left, nick)
     return {"ok": True}
 
 

@@ -7,6 +7,7 @@ apply to browsers and raw TCP clients alike.
 
 Invariants:
 - a client is in at most one room; ``members`` and ``Client.room`` agree;
+- a nickname is listed once per room however many clients (tabs) use it;
 - a room's history holds at most :data:`HISTORY` messages, oldest first;
 - at most :data:`MAX_ROOMS` rooms exist; when a new one is needed, the
   least recently used *empty* room (and its history) is forgotten.
@@ -39,6 +40,11 @@ RATE_PER_SECOND = 2.0
 ERROR_EVERY = 1.0
 #: one typing notice per client per this many seconds reaches the room
 TYPING_EVERY = 1.0
+
+
+def member_names(nicks: Any) -> list[str]:
+    """Distinct nicknames, sorted case-insensitively (the order every member list is shown in)."""
+    return sorted(set(nicks), key=lambda n: (n.casefold(), n))
 
 
 class Rejected(Exception):
@@ -125,7 +131,8 @@ class Room:
     history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def member_list(self) -> list[str]:
-        return sorted(self.members.values(), key=str.casefold)
+        """The nicknames present, each once: two tabs of one person are one member."""
+        return member_names(self.members.values())
 
 
 class Chat:
@@ -215,7 +222,7 @@ class Chat:
         return room
 
     def room_list(self) -> list[dict[str, Any]]:
-        return [{"name": r.name, "members": len(r.members)} for r in reversed(self.rooms.values())]
+        return [{"name": r.name, "members": len(set(r.members.values()))} for r in reversed(self.rooms.values())]
 
     # -- messages ------------------------------------------------------------
     def message(self, sid: str, data: Any) -> tuple[Room, dict[str, Any]]:

@@ -9,7 +9,10 @@
   const TYPING_SHOWN_MS = 3000;
   const TYPING_SEND_MS = 1500;
 
-  const state = { room: null, nick: null, messages: new Map(), typing: new Map(), lastTyping: 0, errorTimer: null };
+  // away: between a disconnect and the next `connect`; with the server's --recovery, the
+  // messages missed meanwhile are delivered then (before `connect`) and counted in `missed`
+  const state = { room: null, nick: null, messages: new Map(), typing: new Map(), lastTyping: 0, errorTimer: null,
+                  away: false, missed: 0 };
 
   function setBadge(el, text, kind) {
     el.textContent = text;
@@ -70,7 +73,12 @@
     document.body.dataset.state = "connected";
     // socket.recovered: the server (--recovery) gave back this socket's id and rooms, and
     // the messages missed while away arrived before this event, in place in the list
-    setBadge($("conn"), socket.recovered ? "connected (recovered)" : "connected", "good");
+    const missed = state.missed;
+    state.away = false;
+    state.missed = 0;
+    document.body.dataset.recovered = socket.recovered ? "true" : "false";
+    setBadge($("conn"), !socket.recovered ? "connected" : "connected (recovered" +
+      (missed ? ", " + missed + " missed message" + (missed === 1 ? "" : "s") + " shown" : "") + ")", "good");
     showTransport();
     showTls();
     const nick = localStorage.getItem(STORE_NICK);
@@ -78,6 +86,8 @@
   });
 
   socket.on("disconnect", (reason) => {
+    state.away = true;
+    state.missed = 0;
     document.body.dataset.state = "disconnected";
     setBadge($("conn"), "disconnected (" + reason + ")", "bad");
     showTransport();
@@ -105,7 +115,7 @@
       $("room-title").textContent = "#" + res.room;
       document.body.dataset.room = res.room;
       if (changed) state.messages.clear();
-      for (const msg of res.history) state.messages.set(msg.id, msg);
+      for (const msg of res.history) if (!state.messages.has(msg.id)) state.messages.set(msg.id, msg);
       renderMessages();
       renderMembers(res.members);
       state.typing.clear();
@@ -157,7 +167,8 @@
   function renderMessage(msg) {
     const li = document.createElement("li");
     li.dataset.id = msg.id;
-    if (msg.nick === state.nick) li.className = "mine";
+    if (msg.nick === state.nick) li.classList.add("mine");
+    if (msg.missed) li.classList.add("missed");
     const time = document.createElement("time");
     const when = new Date(msg.ts);
     time.className = "time";
@@ -185,7 +196,18 @@
     state.messages.set(msg.id, msg);
     const list = $("messages");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    list.appendChild(renderMessage(msg));
+    const li = renderMessage(msg);
+    if (state.away) { // replayed by a recovering server: missed while we were away
+      state.missed += 1;
+      li.classList.add("missed");
+      msg.missed = true; // stays marked when the list is drawn again (a rejoin's history)
+    }
+    const last = list.lastElementChild;
+    let before = null; // ids give the order: a message older than the last shown goes in its place
+    if (last && Number(last.dataset.id) > msg.id) {
+      before = [...list.children].find((el) => Number(el.dataset.id) > msg.id) || null;
+    }
+    list.insertBefore(li, before);
     if (atBottom || msg.nick === state.nick) list.scrollTop = list.scrollHeight;
     state.typing.delete(msg.nick);
     renderTyping();
