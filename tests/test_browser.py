@@ -46,13 +46,10 @@ def browser() -> Iterator[Browser]:
 
 
 #: Chromium keeps spare TLS connections it has not used yet (backup connect jobs on a slow
-#: connect, preconnects) and may send its next request on one seconds later. monoport treats a
-#: TLS connection silent for --sniff-timeout (2 s) as a raw TCP client and starts a raw
-#: Socket.IO session on it, so that request gets raw bytes (net::ERR_INVALID_HTTP_RESPONSE in
-#: the console, a polling transport error), seen here on a loaded machine. Until monoport keeps
-#: a silent TLS connection that negotiated ALPN http/1.1 as HTTP, the browser tests wait longer
-#: than they last before calling a connection silent.
-BROWSER_SNIFF = ["--sniff-timeout", "60"]
+#: connect, preconnects) and may send its next request on one seconds later. Such a connection
+#: chose HTTP/1.1 by ALPN, and monoport serves it as HTTP however long it stays silent; a short
+#: sniff timeout makes every browser test prove it (tests/test_core_e2e.py proves it by hand).
+BROWSER_SNIFF = ["--sniff-timeout", "0.5"]
 
 
 @pytest.fixture
