@@ -23,7 +23,8 @@ import json
 from typing import Any, Callable, Iterable
 
 from . import metrics, statspage
-from .wsgi import is_loopback, reason_phrase
+from .wire.responses import reason_phrase
+from .wire.trust import is_loopback
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 

@@ -35,7 +35,8 @@ from .router import Router
 from .stats import Stats
 from .tls import Certificates, Pair
 from .websocket import LIBRARY as WEBSOCKET_LIBRARY
-from .wsgi import DRAIN_IDLE_GRACE, Handler, Networks, make_wsgi_server
+from .wire.trust import Networks
+from .wsgi import DRAIN_IDLE_GRACE, Handler, make_wsgi_server
 
 log = logging.getLogger("monoport")
 

@@ -8,7 +8,8 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from monoport import metrics, statspage
-from monoport.admin import credentials_match, is_loopback
+from monoport.admin import credentials_match
+from monoport.wire.trust import is_loopback
 from monoport.stats import Histogram, Stats
 
 
