@@ -22,9 +22,9 @@ import hmac
 import json
 from typing import Any, Callable, Iterable
 
+from ..wire.responses import reason_phrase
+from ..wire.trust import is_loopback
 from . import metrics, statspage
-from .wire.responses import reason_phrase
-from .wire.trust import is_loopback
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 
