@@ -48,7 +48,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev bench/requirements.txt
 
 # Installs stunnel4, haproxy, nginx and wrk itself when missing (apt); about 17 minutes on 2 cores.
 docs: setup
-	$(PY) -m monoport.docs --write README.md
+	$(PY) -m monoport.ops.docs --write README.md
 
 bench: setup-dev $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)

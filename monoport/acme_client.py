@@ -47,7 +47,6 @@ from cryptography.x509.oid import NameOID
 
 from . import __version__
 from .acme_challenge import key_pem, write_private
-from .check import CHECKS
 from .acme_store import Store, stand_in
 
 log = logging.getLogger("monoport")
@@ -436,15 +435,3 @@ def _describe(exc: BaseException) -> str:
     if os_error:
         text = os_error.group(0)
     return f"{type(exc).__name__}: {text}"[:300]
-
-
-def check_acme(runtime: Any) -> str | None:
-    """``--check``'s summary fragment: which names, from which CA (nothing is ordered by a check)."""
-    manager = getattr(runtime, "acme", None)
-    if manager is None:
-        return None
-    names = "; ".join(",".join(m.names) for m in manager.certs)
-    return f"acme {names} from {manager.directory_url}"
-
-
-CHECKS.append(check_acme)

@@ -60,14 +60,17 @@ from typing import Any, Final
 import gevent
 from engineio import packet as eio_packet
 
-from . import proxyproto
 from .connection import Connection, format_address
 from .dispatch import ClientGone, Silent, peek
 from .errors import PeerUnavailable
 from .load import Hysteresis
 from .peers import Peer, PeerTable
-from .sniff import NEED_MORE, PROXY_V2_SIGNATURE
-from .wsgi import DRAIN_IDLE_GRACE, is_loopback, simple_response
+from .wire import proxyproto
+from .wire.needmore import NEED_MORE
+from .wire.responses import simple_response
+from .wire.sniff import PROXY_V2_SIGNATURE
+from .wire.trust import is_loopback
+from .wsgi import DRAIN_IDLE_GRACE
 
 log = logging.getLogger("monoport")
 

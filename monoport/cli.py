@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         args = sys.argv[1:] if argv is None else argv
         if "--check" in args or "--check-config" in args:
-            from .check import report_error
+            from .ops.check import report_error
 
             return report_error(exc)  # one line, like the rest of --check
         return fail(exc)
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in getattr(ns, "notes", ()):
         log.warning("%s", note)
     if getattr(ns, "check", False):
-        from .check import run as check
+        from .ops.check import run as check
 
         return check(config)
     if config.workers > 1:

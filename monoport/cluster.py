@@ -32,7 +32,6 @@ import logging
 import time
 from typing import Any, Final
 
-from .check import CHECKS
 from .config import HostPort, parse_hostport
 from .connection import format_address
 from .errors import ConfigError
@@ -214,5 +213,3 @@ def check_redis(rt: Any) -> str | None:
             continue
     return f"redis ok ({len(ids)} instance(s) announced{': ' + ' '.join(sorted(ids)) if ids else ''})"
 
-
-CHECKS.append(check_redis)

@@ -26,14 +26,16 @@ from typing import Any, Callable, Final
 
 import gevent
 
-from . import clienthello, proxyproto
 from .acme_challenge import ACME_TLS_ALPN
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
-from .httphead import RequestHead
-from .sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
 from .tls import HandshakeTimeout, answer_tls_alpn, describe, failure_reason
-from .wsgi import HeadTimeout, read_head, simple_response
+from .wire import clienthello, proxyproto
+from .wire.httphead import RequestHead
+from .wire.needmore import NEED_MORE
+from .wire.responses import simple_response
+from .wire.sniff import MAX_SIGNATURE, Kind, classify
+from .wsgi import HeadTimeout, read_head
 
 log = logging.getLogger("monoport")
 

@@ -69,7 +69,7 @@ import engineio
 from engineio import base_server, exceptions, packet
 from engineio import socket as eio_socket
 
-from .eiopackets import packet_error
+from .wire.eiopackets import packet_error
 
 log = logging.getLogger("monoport")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .sniff import FLASH_REQUEST
+from .wire.sniff import FLASH_REQUEST
 
 REQUEST = FLASH_REQUEST
 

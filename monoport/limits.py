@@ -14,10 +14,11 @@ Theory of operation: a public port is attacked with numbers, not bytes.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import resource
 from typing import Any
+
+from .wire.trust import ip_of
 
 log = logging.getLogger("monoport")
 
@@ -39,14 +40,8 @@ def raise_fd_limit() -> tuple[int, int]:
 
 def client_key(host: Any) -> str:
     """One key per client address: IPv4-mapped IPv6 counts as the IPv4 address."""
-    text = str(host).split("%")[0]
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        return str(addr.ipv4_mapped)
-    return str(addr)
+    addr = ip_of(str(host))
+    return str(addr) if addr is not None else str(host).split("%")[0]
 
 
 class PerClientLimit:

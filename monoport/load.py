@@ -5,7 +5,7 @@ Theory of operation:
 * A Python process is full long before ``--max-conns`` when its app is
   slow: a CPU-heavy handler holds the hub, every greenlet waits, and the
   hub's *lag* (how late a short sleep wakes up, measured by
-  :meth:`monoport.stats.Stats.measure_lag`) grows. No proxy in front can see
+  :meth:`monoport.ops.stats.Stats.measure_lag`) grows. No proxy in front can see
   that; the process itself can.
 * ``--max-lag SECONDS`` turns that measure into admission: while the
   instance is *lagging*, new connections and new Socket.IO sessions spill to

@@ -42,11 +42,11 @@ from typing import Any, Callable, Final, Iterable
 
 import gevent
 
-from . import proxyproto
 from .config import HostPort
 from .connection import format_address
 from .errors import PeerUnavailable
 from .load import least_loaded_key
+from .wire import proxyproto
 
 log = logging.getLogger("monoport")
 

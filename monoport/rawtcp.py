@@ -8,7 +8,7 @@ object), reads packets with ``receive()`` and writes them with ``send()``
 from a writer greenlet, and calls ``close()`` when the session ends (client
 gone, missed pongs, server disconnect). :class:`RawWebSocket` offers that
 same surface over a sniffed TCP or TLS connection, translating frames to
-lines (:mod:`monoport.rawframing`): text frames are lines as they are,
+lines (:mod:`monoport.wire.rawframing`): text frames are lines as they are,
 binary frames are ``b<base64>`` lines (python-engineio decodes that form
 itself on the way in). :func:`serve` then calls the router with a WebSocket
 upgrade environ for the first Socket.IO path, so handshake, pings, acks,
@@ -46,8 +46,9 @@ from gevent import socket as gsocket
 
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
-from .rawframing import NEED_MORE, LineDecoder, encode_packet
 from .stream import RECV_SIZE
+from .wire.needmore import NEED_MORE
+from .wire.rawframing import LineDecoder, encode_packet
 
 log = logging.getLogger("monoport")
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from .acme_challenge import HTTP_PREFIX
-from .eiopackets import payload_error, request_error
+from .wire.eiopackets import payload_error, request_error
 
 log = logging.getLogger("monoport")
 

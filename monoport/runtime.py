@@ -21,9 +21,7 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import (__version__, accesslog, appload, cluster, devcerts, eioconform, eventrate, flash, load, rawtcp,
-               recovery, sioguard, splice)
-from .admin import Admin
+from . import __version__, appload, cluster, eioconform, eventrate, flash, load, rawtcp, recovery, sioguard, splice
 from .balancer import Balancer
 from .config import Config, parse_hostport, tls_mode
 from .connection import Connection, format_address
@@ -31,11 +29,14 @@ from .dispatch import Dispatcher
 from .errors import ConfigError, PeerUnavailable
 from .limits import PerClientLimit, raise_fd_limit
 from .listener import Listener, bind_socket, inherited_socket, migrate_on_close
+from .ops import accesslog, devcerts
+from .ops.admin import Admin
+from .ops.stats import Stats
 from .router import Router
-from .stats import Stats
 from .tls import Certificates, Pair
 from .websocket import LIBRARY as WEBSOCKET_LIBRARY
-from .wsgi import DRAIN_IDLE_GRACE, Handler, Networks, make_wsgi_server
+from .wire.trust import Networks
+from .wsgi import DRAIN_IDLE_GRACE, Handler, make_wsgi_server
 
 log = logging.getLogger("monoport")
 

@@ -12,23 +12,23 @@ reuse a dead socket).
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import logging
 import socket
 import ssl
 import time
-from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import gevent
 from gevent import pywsgi
 
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
-from .httphead import MAX_HEADERS, RequestHead, parse_head
-from .sniff import NEED_MORE
 from .stream import Stream
 from .websocket import HandlerBase, limit_messages
+from .wire.httphead import MAX_HEADERS, RequestHead, parse_head
+from .wire.needmore import NEED_MORE
+from .wire.responses import simple_response
+from .wire.trust import apply_forwarded
 
 log = logging.getLogger("monoport")
 
@@ -36,17 +36,6 @@ log = logging.getLogger("monoport")
 #: how long an idle keep-alive connection may still send its next request,
 #: answered with "Connection: close", before it is closed.
 DRAIN_IDLE_GRACE = 1.0
-
-def reason_phrase(status: int) -> str:
-    """The standard reason phrase of ``status`` (``http.HTTPStatus``), "Error" for an unknown code."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-#: headers a client could use to lie about who it is; removed unless trusted
-FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
-                     "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
 
 
 class HeadTimeout(Exception):
@@ -60,16 +49,6 @@ class BodyStalled(BaseException):
     application's ``except Exception`` (Flask would answer 500 and log a
     traceback for what is the client's fault) up to :class:`Handler`.
     """
-
-
-def simple_response(status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = ()) -> bytes:
-    """A complete HTTP/1.1 response that closes the connection."""
-    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}", "Connection: close",
-             f"Content-Length: {len(body)}"]
-    if body:
-        lines.append("Content-Type: text/plain; charset=utf-8")
-    lines += [f"{k}: {v}" for k, v in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def read_head(stream: Stream, timeout: float) -> RequestHead | None:
@@ -99,60 +78,6 @@ def read_head(stream: Stream, timeout: float) -> RequestHead | None:
                 return None
         except (socket.timeout, TimeoutError):
             raise HeadTimeout() from None
-
-
-def ip_of(host: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address text as an ip_address (IPv4-mapped IPv6 unwrapped), or None."""
-    if not isinstance(host, str):
-        return None
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        return addr.ipv4_mapped
-    return addr
-
-
-def is_loopback(address: str | None) -> bool:
-    addr = ip_of(address)
-    return addr is not None and addr.is_loopback
-
-
-class Networks:
-    """A set of trusted networks (``--trusted-proxy``)."""
-
-    def __init__(self, cidrs: Iterable[str]) -> None:
-        self.networks = [ipaddress.ip_network(c) for c in cidrs]
-
-    def __contains__(self, host: object) -> bool:
-        if not self.networks:
-            return False
-        addr = ip_of(host)
-        return addr is not None and any(addr in net for net in self.networks)
-
-    def __bool__(self) -> bool:
-        return bool(self.networks)
-
-
-def apply_forwarded(env: dict[str, Any], trusted: Networks) -> None:
-    """Believe X-Forwarded-For/-Proto from a trusted sender; strip them otherwise."""
-    if env.get("REMOTE_ADDR") not in trusted:
-        for key in FORWARDED_HEADERS:
-            env.pop(key, None)
-        return
-    forwarded_for = env.get("HTTP_X_FORWARDED_FOR")
-    if forwarded_for:
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        # The rightmost hop not in a trusted network is the client; earlier
-        # ones were written by that client and may be lies.
-        client = next((h for h in reversed(hops) if h not in trusted), hops[0] if hops else None)
-        if client:
-            env["REMOTE_ADDR"] = client
-            env["REMOTE_PORT"] = "0"
-    proto = env.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
-    if proto in ("http", "https"):
-        env["wsgi.url_scheme"] = proto
 
 
 class Handler(HandlerBase):
@@ -211,7 +136,7 @@ class Handler(HandlerBase):
         pywsgi would parse the head a second time with http.client's email
         parser (about 20 µs a request, ~6 % of a keep-alive request's CPU).
         The header block is whole in the stream: it is skipped, and the
-        message is filled from :class:`~monoport.httphead.RequestHead`.
+        message is filled from :class:`~monoport.wire.httphead.RequestHead`.
         """
         head = getattr(self, "monoport_head", None)
         stream = self.conn.stream
@@ -366,4 +291,4 @@ def make_wsgi_server(application: Callable, port: int) -> pywsgi.WSGIServer:
     return server
 
 
-__all__ = ["Handler", "read_head", "simple_response", "make_wsgi_server", "Networks", "format_address"]
+__all__ = ["Handler", "read_head", "make_wsgi_server", "format_address"]

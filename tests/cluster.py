@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from monoport import proxyproto
+from monoport.wire import proxyproto
 from tests.clients import read_to_eof
 from tests.conftest import free_port
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from monoport import proxyproto
+from monoport.wire import proxyproto
 
 
 def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.TLSVersion | None = None,

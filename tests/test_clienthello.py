@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monoport.clienthello import MAX_HELLO, MAX_PREFIX, ClientHello, Unparseable, lacks, parse
-from monoport.sniff import NEED_MORE
+from monoport.wire.clienthello import MAX_HELLO, MAX_PREFIX, ClientHello, Unparseable, lacks, parse
+from monoport.wire.sniff import NEED_MORE
 from tests import corpus
 
 CASES = [

@@ -11,7 +11,7 @@ import redis
 import requests
 import socketio
 
-from monoport import proxyproto
+from monoport.wire import proxyproto
 from tests.clients import closed_without_answer, sio_client
 from tests.cluster import APP, held_connection, https_get, peers_up, redis_server, redis_url  # noqa: F401
 from tests.conftest import wait_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monoport import docs
+from monoport.ops import docs
 from monoport.config import options
 from tests.conftest import ROOT
 

@@ -457,7 +457,7 @@ def test_check_shows_the_ping_settings(tmp_path):
 def test_request_error_names_what_the_reference_server_would(method, query, upgrade, expected):
     from urllib.parse import parse_qs
 
-    from monoport.eiopackets import request_error
+    from monoport.wire.eiopackets import request_error
 
     assert request_error(method, parse_qs(query), ["polling", "websocket"], upgrade=upgrade) == expected
     if expected is None and "transport=polling" in query:

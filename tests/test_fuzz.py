@@ -21,11 +21,11 @@ import ssl
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from monoport import eiopackets, proxyproto
+from monoport.wire import eiopackets, proxyproto
 from monoport.errors import ProtocolViolation
-from monoport.httphead import MAX_HEAD, parse_head
-from monoport.rawframing import EOL_ALLOWANCE, LineDecoder, encode_packet
-from monoport.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
+from monoport.wire.httphead import MAX_HEAD, parse_head
+from monoport.wire.rawframing import EOL_ALLOWANCE, LineDecoder, encode_packet
+from monoport.wire.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
 from tests import corpus
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

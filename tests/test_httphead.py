@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from monoport.errors import ProtocolViolation
-from monoport.httphead import MAX_HEAD, MAX_HEADERS, parse_head
-from monoport.sniff import NEED_MORE
+from monoport.wire.httphead import MAX_HEAD, MAX_HEADERS, parse_head
+from monoport.wire.sniff import NEED_MORE
 
 
 def test_head_with_query_gives_sid_and_exact_length():

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from monoport.accesslog import FIELDS
+from monoport.ops.accesslog import FIELDS
 from tests.clients import https_session, raw_exchange, sio_client
 from tests.conftest import free_port, wait_for
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from monoport.accesslog import FIELDS
+from monoport.ops.accesslog import FIELDS
 from monoport.connection import TERMINATION_REASONS, termination_of
-from monoport.metrics import METRICS
+from monoport.ops.metrics import METRICS
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

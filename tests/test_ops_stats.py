@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from monoport import proxyproto
-from monoport.metrics import METRICS, RECOVERY_METRICS
+from monoport.wire import proxyproto
+from monoport.ops.metrics import METRICS, RECOVERY_METRICS
 from tests.clients import RawSio, https_session, raw_exchange, sio_client
 from tests.conftest import wait_for
 

@@ -7,9 +7,10 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monoport import metrics, statspage
-from monoport.admin import credentials_match, is_loopback
-from monoport.stats import Histogram, Stats
+from monoport.ops import metrics, statspage
+from monoport.ops.admin import credentials_match
+from monoport.wire.trust import is_loopback
+from monoport.ops.stats import Histogram, Stats
 
 
 class FakeConn:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monoport import proxyproto
+from monoport.wire import proxyproto
 from monoport.errors import ProtocolViolation
-from monoport.sniff import NEED_MORE
+from monoport.wire.sniff import NEED_MORE
 
 
 def test_v1_tcp4_gives_client_address_and_consumes_exactly_the_header():

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monoport.errors import ProtocolViolation
-from monoport.rawframing import NEED_MORE, LineDecoder, encode_packet
+from monoport.wire.rawframing import NEED_MORE, LineDecoder, encode_packet
 
 LIMIT = 100
 BLOB = bytes(range(256))

@@ -15,7 +15,7 @@ import pytest
 import requests
 import socketio
 
-from monoport.sniff import PROXY_V2_SIGNATURE
+from monoport.wire.sniff import PROXY_V2_SIGNATURE
 from tests.clients import RawSio, closed_without_answer, https_session, serialized_tls_context
 from tests.cluster import (APP, held_connection, https_get, peer_health, peers_up, redis_server,  # noqa: F401
                            redis_url, start_cluster)
@@ -257,7 +257,7 @@ def test_a_peer_that_answers_full_is_skipped_for_the_next(redis_url, monoport, t
 def test_untrusted_proxy_headers_are_rejected_and_spoofed_forwarded_for_ignored(trio, client_ctx):
     import socket
 
-    from monoport import proxyproto
+    from monoport.wire import proxyproto
 
     a, b, _ = trio
     header = proxyproto.build_v2(("203.0.113.9", 4242), ("127.0.0.1", a.port))
@@ -289,7 +289,7 @@ def test_peer_listener_refuses_a_source_that_is_not_loopback_a_peer_or_trusted(t
     """Needs a non-loopback address of this machine as the source (the connection stays on this host)."""
     import socket
 
-    from monoport import proxyproto
+    from monoport.wire import proxyproto
 
     a, b, _ = trio
     header = proxyproto.build_v2(("203.0.113.9", 4242), ("127.0.0.1", a.port))

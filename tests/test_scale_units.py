@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monoport import proxyproto
+from monoport.wire import proxyproto
 from monoport.balancer import _is_full_answer
 from monoport.config import from_sources
 from monoport.errors import ConfigError

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from monoport.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
+from monoport.wire.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
 from tests import corpus
 
 CASES = (

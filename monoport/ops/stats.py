@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from .connection import TERMINATION_REASONS, format_address
+from ..connection import TERMINATION_REASONS, format_address
 
 #: Histogram bucket bounds in seconds (Prometheus' defaults, plus 30 s for
 #: slow long-polling requests and 60 s for the longest ones).

@@ -1,6 +1,6 @@
 """The README's flag table, generated from the Config so that it cannot drift.
 
-``python -m monoport.docs --write README.md`` (``make docs``) replaces the
+``python -m monoport.ops.docs --write README.md`` (``make docs``) replaces the
 text between :data:`BEGIN` and :data:`END` with :func:`flags_table`;
 ``--check`` exits 1 when the README differs (tests/test_docs.py does the
 same). Every option's flags, environment names, default and help come from
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import env_names, options
+from ..config import env_names, options
 
 BEGIN = "<!-- flags:begin (generated from monoport/config.py by `make docs`; do not edit by hand) -->"
 END = "<!-- flags:end -->"
@@ -77,7 +77,7 @@ def replace_table(text: str, table: str | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monoport.docs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m monoport.ops.docs", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="FILE", help="regenerate the table in FILE (README.md)")
     mode.add_argument("--check", metavar="FILE", help="exit 1 if FILE's table is not the generated one")

@@ -6,23 +6,22 @@ access log opens, every port binds -- then everything is let go again.
 Exit 0 with a one-line summary on stdout, or exit 2 with one line on stderr
 naming what is wrong.
 
-Other modules add checks by appending to :data:`CHECKS` (the scale-out code
-checks that Redis answers): a hook gets the built, bound Runtime and returns
-a short summary fragment ("redis ok") or None, and raises ConfigError
-naming the flag when something is wrong.
+Beyond building, two checks add a fragment to the summary, called here by
+name and in this order: the cluster's (Redis answers, and which instances
+of this cluster it announces: :func:`monoport.cluster.check_redis`) and the
+automatic HTTPS one (:func:`check_acme`: which names, from which CA). Each
+gets the built, bound Runtime and returns a short fragment or None, and
+raises ConfigError naming the flag when something is wrong.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any
 
-from .config import Config
-from .eioconform import describe_pings
-from .errors import ConfigError
-
-#: extra checks run after the runtime is built and bound: (runtime) -> summary fragment | None
-CHECKS: list[Callable[[Any], str | None]] = []
+from ..config import Config
+from ..eioconform import describe_pings
+from ..errors import ConfigError
 
 
 def report_error(error: BaseException) -> int:
@@ -32,15 +31,27 @@ def report_error(error: BaseException) -> int:
     return 2
 
 
+def check_acme(runtime: Any) -> str | None:
+    """``--check``'s summary fragment: which names, from which CA (nothing is ordered by a check)."""
+    manager = getattr(runtime, "acme", None)
+    if manager is None:
+        return None
+    names = "; ".join(",".join(m.names) for m in manager.certs)
+    return f"acme {names} from {manager.directory_url}"
+
+
 def run(config: Config) -> int:
     """Check ``config``; print the verdict. Returns the exit code (0 good, 2 bad)."""
-    from .runtime import Runtime
+    # imported here, not at the top: the command line's error path imports
+    # this module for report_error alone and need not load the whole server
+    from ..cluster import check_redis
+    from ..runtime import Runtime
 
     runtime = None
     try:
         runtime = Runtime.build(config)
         runtime.bind()
-        extra = [fragment for hook in CHECKS if (fragment := hook(runtime))]
+        extra = [fragment for check in (check_redis, check_acme) if (fragment := check(runtime))]
     except Exception as exc:  # ConfigError, or an app that fails on import: one line, no traceback
         return report_error(exc)
     finally:

@@ -7,7 +7,7 @@ that: a ClientHello offering exactly ``acme-tls/1`` gets the challenge
 certificate. So the listener peeks at the raw bytes (nothing is consumed) and
 asks :func:`parse` what the client offers before it wraps the socket.
 
-Three outcomes, like :func:`monoport.sniff.classify`:
+Three outcomes, like :func:`monoport.wire.sniff.classify`:
 
 - a :class:`ClientHello` (server name, ALPN list) once the whole handshake
   message is there, even when it spans several TLS records or TCP segments;
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Union
 
-from .sniff import NEED_MORE, _NeedMore
+from .needmore import NEED_MORE, NeedMore
 
 #: Largest ClientHello handshake message accepted, in bytes. Browsers send
 #: 0.5-2 KB (a post-quantum key share is ~1.2 KB of it); 16 KiB is one full
@@ -65,14 +65,14 @@ class Unparseable:
     reason: str
 
 
-Result = Union[ClientHello, _NeedMore, Unparseable]
+Result = Union[ClientHello, NeedMore, Unparseable]
 
 
 class _Malformed(Exception):
     pass
 
 
-def _handshake_bytes(data: bytes) -> bytes | _NeedMore | Unparseable:
+def _handshake_bytes(data: bytes) -> bytes | NeedMore | Unparseable:
     """Join the fragments of consecutive handshake records until the message is whole."""
     body = bytearray()
     pos = 0

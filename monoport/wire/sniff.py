@@ -14,6 +14,8 @@ from __future__ import annotations
 import enum
 from typing import Final, Union
 
+from .needmore import NEED_MORE, NeedMore
+
 
 class Kind(enum.Enum):
     PROXY = "proxy"
@@ -23,17 +25,7 @@ class Kind(enum.Enum):
     RAW = "raw"
 
 
-class _NeedMore:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_MORE"
-
-
-#: Returned when the prefix is too short to decide.
-NEED_MORE: Final = _NeedMore()
-
-Result = Union[Kind, _NeedMore]
+Result = Union[Kind, NeedMore]
 
 PROXY_V1_SIGNATURE: Final = b"PROXY "
 PROXY_V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -45,7 +37,7 @@ HTTP_METHODS: Final = (
 _HTTP_SIGNATURES: Final = tuple(m + b" " for m in HTTP_METHODS)
 
 
-def _match(prefix: bytes, signature: bytes) -> bool | _NeedMore:
+def _match(prefix: bytes, signature: bytes) -> bool | NeedMore:
     """True when prefix starts with signature, NEED_MORE while it still may."""
     if prefix.startswith(signature):
         return True

@@ -16,8 +16,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from .errors import ProtocolViolation
-from .sniff import NEED_MORE, PROXY_V1_SIGNATURE, PROXY_V2_SIGNATURE, _NeedMore
+from ..errors import ProtocolViolation
+from .needmore import NEED_MORE, NeedMore
+from .sniff import PROXY_V1_SIGNATURE, PROXY_V2_SIGNATURE
 
 #: v1 headers are at most 107 bytes including CRLF (the spec's own bound).
 V1_MAX: Final = 107
@@ -53,7 +54,7 @@ class ProxyHeader:
     tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
-def parse(buf: bytes) -> tuple[ProxyHeader, int] | _NeedMore:
+def parse(buf: bytes) -> tuple[ProxyHeader, int] | NeedMore:
     """Parse a PROXY header at the start of ``buf``.
 
     Returns:
@@ -72,7 +73,7 @@ def parse(buf: bytes) -> tuple[ProxyHeader, int] | _NeedMore:
     raise ProtocolViolation("not a PROXY protocol header")
 
 
-def _parse_v1(buf: bytes) -> tuple[ProxyHeader, int] | _NeedMore:
+def _parse_v1(buf: bytes) -> tuple[ProxyHeader, int] | NeedMore:
     end = buf.find(b"\r\n", 0, V1_MAX)
     if end < 0:
         if len(buf) >= V1_MAX:
@@ -103,7 +104,7 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | _NeedMore:
+def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | NeedMore:
     if buf[:12] != PROXY_V2_SIGNATURE:
         raise ProtocolViolation("bad PROXY v2 signature")
     if len(buf) < 16:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
-from .errors import ProtocolViolation
-from .sniff import NEED_MORE, _NeedMore
+from ..errors import ProtocolViolation
+from .needmore import NEED_MORE, NeedMore
 
 #: Largest request head accepted (request line + headers), as nginx's
 #: large_client_header_buffers order of magnitude; larger gets 431.
@@ -54,7 +54,7 @@ class RequestHead:
         return self.target.partition("?")[0]
 
 
-def parse_head(buf: bytes | bytearray) -> RequestHead | _NeedMore:
+def parse_head(buf: bytes | bytearray) -> RequestHead | NeedMore:
     """Parse the request head at the start of ``buf``.
 
     Returns:

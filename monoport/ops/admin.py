@@ -22,8 +22,9 @@ import hmac
 import json
 from typing import Any, Callable, Iterable
 
+from ..wire.responses import reason_phrase
+from ..wire.trust import is_loopback
 from . import metrics, statspage
-from .wsgi import is_loopback, reason_phrase
 
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import base64
 from typing import Final, Union
 
+from ..errors import ProtocolViolation
 from .eiopackets import packet_error
-from .errors import ProtocolViolation
-from .sniff import NEED_MORE, _NeedMore
+from .needmore import NEED_MORE, NeedMore
 
 #: Room left for the line ending (CRLF) on top of the packet limit.
 EOL_ALLOWANCE: Final = 2
@@ -54,7 +54,7 @@ class LineDecoder:
         """Bytes received but not returned yet (an unfinished line, or more lines)."""
         return len(self._buf)
 
-    def next_packet(self) -> Union[str, _NeedMore]:
+    def next_packet(self) -> Union[str, NeedMore]:
         """The next complete packet, or NEED_MORE.
 
         Raises:

@@ -44,7 +44,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .connection import Connection, format_address
+from ..connection import Connection, format_address
 
 FIELDS = ("time", "event", "client", "kind", "tls", "sni", "request", "status", "bytes_in", "bytes_out",
           "duration", "served", "termination", "detail")
