@@ -89,6 +89,7 @@ class Router:
     def _socketio(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         transport = (query.get("transport") or [""])[0]
+        sid = (query.get("sid") or [None])[0]
         if transport == "polling":
             environ["monoport.transport"] = "polling"
             conn = environ.get("monoport.connection")
@@ -100,10 +101,11 @@ class Router:
             environ["flask.app"] = self.flask_app
         method = environ.get("REQUEST_METHOD", "")
         error = request_error(method, query, self.sio.eio.transports)
+        del query  # this frame lasts as long as a WebSocket does: keep no parse it no longer needs
         if error is not None:
             return self._refuse(environ, start_response, *error)
         if method == "POST" and transport == "polling":
-            rejected = self._check_payload(environ, start_response, (query.get("sid") or [None])[0])
+            rejected = self._check_payload(environ, start_response, sid)
             if rejected is not None:
                 return rejected
             return self._ok_lowercase(environ, start_response)
@@ -111,7 +113,7 @@ class Router:
         if method != "GET" or transport != "polling" or conn is None:
             return self.sio.handle_request(environ, start_response)
         # a long-poll in progress: which session it waits on (the balancer may end it early)
-        conn.polling_sid = (query.get("sid") or [None])[0]
+        conn.polling_sid = sid
         try:
             return self.sio.handle_request(environ, start_response)
         finally:

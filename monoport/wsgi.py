@@ -115,6 +115,7 @@ class Handler(HandlerBase):
         hook = getattr(rt, "before_request", None)
         if hook is not None and hook(self, head) is False:
             return None
+        del head  # this frame lasts as long as a WebSocket does; MessageClass takes the head from self
         conn.requests += 1
         conn.sock.settimeout(rt.config.body_timeout)
         stream.on_timeout = BodyStalled
@@ -139,6 +140,8 @@ class Handler(HandlerBase):
         message is filled from :class:`~monoport.wire.httphead.RequestHead`.
         """
         head = getattr(self, "monoport_head", None)
+        # consumed here: not kept for the life of a WebSocket (about 1 KB of header tuples each)
+        self.monoport_head = None
         stream = self.conn.stream
         if head is not None and args and args[0] is stream:
             rest = head.length - getattr(self, "_line_length", head.length)
