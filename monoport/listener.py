@@ -154,6 +154,28 @@ class Listener(StreamServer):
         address = self.address
         return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
+    def do_handle(self, sock: Any, address: Any) -> None:
+        """gevent's, without its helper's ``handle(*args)``: one C-level interpreter frame less.
+
+        A connection's greenlet keeps a copy of its C stack while it waits
+        (greenlet saves it on every switch), for as long as a WebSocket lives.
+        """
+        spawn = self._spawn
+        try:
+            if spawn is None:
+                self._handle_and_close(sock, address)
+            else:
+                spawn(self._handle_and_close, sock, address)
+        except BaseException:
+            self.do_close(sock, address)
+            raise
+
+    def _handle_and_close(self, sock: Any, address: Any) -> None:
+        try:
+            self._handle(sock, address)
+        finally:
+            self.do_close(sock, address)
+
     def handle(self, sock: Any, address: Any) -> None:  # noqa: D401 (gevent's hook)
         try:
             local = sock.getsockname()

@@ -206,7 +206,7 @@ class Runtime:
         rt.admin = Admin(rt.stats, config.admin_prefix, config.stats_auth)
         rt.router = Router(loaded.wsgi, rt.sio, config.sio_path, flask_app=loaded.flask_app,
                            admin=rt.admin, admin_prefix=config.admin_prefix, challenges=rt.challenges)
-        rt.wsgi_server = make_wsgi_server(rt.router, config.ports[0])
+        rt.wsgi_server = make_wsgi_server(rt.router.__call__, config.ports[0])
         rt.handler_class = type("RuntimeHandler", (Handler,), {"runtime": rt})
         rt.dispatcher = Dispatcher(rt)
         rt.balancer = Balancer(rt)
