@@ -86,6 +86,12 @@ class Handler(HandlerBase):
     #: set by :func:`make_handler_class`
     runtime: Any = None
 
+    # monoport's own attributes live in slots: pywsgi and gevent-websocket set 28
+    # in the instance dict, and CPython 3.11 keeps up to 30 names as a compact
+    # array shared by all instances; past that each handler gets a dict of its
+    # own (about 1.3 KB more for every WebSocket, held as long as it lives)
+    __slots__ = ("conn", "monoport_head", "_line_length", "ws_max_message", "ws_message_size")
+
     def __init__(self, conn: Connection, server: pywsgi.WSGIServer) -> None:
         super().__init__(conn.sock, conn.client, server, rfile=conn.stream)
         self.conn = conn
