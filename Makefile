@@ -39,7 +39,9 @@ run: setup
 check: setup
 	$(PY) -m monoport --check $(ARGS)
 
+# mypy first (seconds; its settings are in pyproject.toml), then every test.
 test: system-deps setup-dev
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: $(VENV)/.installed-dev bench/requirements.txt
@@ -54,4 +56,4 @@ bench: setup-dev $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) webapp/node_modules .pytest_cache test-artifacts
+	rm -rf $(VENV) webapp/node_modules .pytest_cache .mypy_cache test-artifacts

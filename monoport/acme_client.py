@@ -276,7 +276,7 @@ class Manager:
             return False
         managed.retry_at, managed.failures, managed.last_error = 0.0, 0, None
         log.info("acme: picked up the certificate for %s from %s (valid until %s)",
-                 ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc)
+                 ", ".join(managed.names), self.store.base, managed.cert.not_valid_after_utc if managed.cert else "?")
         return True
 
     # -- sharing through Redis ------------------------------------------------------------

@@ -525,9 +525,9 @@ def from_sources(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     for f in options():
         for name in env_names(f):
             if environ.get(name) not in (None, ""):
-                raw = environ[name]
+                raw: str | list[str] = environ[name]
                 if f.metadata["repeat"]:
-                    raw = [part for part in raw.replace(",", " ").split() if part]
+                    raw = [part for part in environ[name].replace(",", " ").split() if part]
                 values[f.name] = _convert(f, raw)
                 break
         if hasattr(ns, f.name):

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from .stream import Stream
+from .wire.proxyproto import ProxyHeader
 
 log = logging.getLogger("monoport")
 
@@ -154,6 +155,8 @@ class Connection:
         self.proxied_tls = False
         #: the id of the instance that forwarded this connection, or None
         self.forwarded_by: str | None = None
+        #: the trusted PROXY header this connection came with, or None (a forward to a peer passes it on)
+        self.proxy_header: ProxyHeader | None = None
         self.outcome = "closed"
         #: an explicit termination reason; None: derived from ``outcome``
         self.termination_override: str | None = None

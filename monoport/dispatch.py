@@ -119,8 +119,8 @@ class Dispatcher:
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
-        #: Kind -> stage; a stage returns a Kind to sniff again as, or None when done.
-        self.stages: dict[Kind, Callable[[Connection], None]] = {
+        #: Kind -> stage; a stage returns True to sniff again (it peeled a layer: PROXY, TLS), False when done.
+        self.stages: dict[Kind, Callable[[Connection], bool]] = {
             Kind.PROXY: self.proxy,
             Kind.TLS: self.tls,
             Kind.FLASH: self.flash,

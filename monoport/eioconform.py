@@ -193,7 +193,8 @@ class SessionTable(dict):
 
     def __setitem__(self, sid: str, session: Any) -> None:
         if isinstance(session, eio_socket.Socket) and not isinstance(session, ConformingSocket):
-            session.__class__ = conforming_class(type(session))
+            current: type = type(session)  # (mypy takes type[Any] for unhashable)
+            session.__class__ = conforming_class(current)
         super().__setitem__(sid, session)
 
 

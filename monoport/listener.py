@@ -118,11 +118,12 @@ class Listener(StreamServer):
         if now - self._accept_logged >= ACCEPT_LOG_INTERVAL:
             self._accept_logged = now
             log.warning("accept on %s failed: %s (%s); %d failure(s), retrying every %.2fs at most",
-                        self._where(), os.strerror(exc.errno), errno.errorcode.get(exc.errno, exc.errno),
+                        self._where(), exc.strerror, errno.errorcode.get(exc.errno or 0, exc.errno),
                         self.accept_failures, self.max_delay)
         self.stop_accepting()
         self._timer = self.loop.timer(self._accept_delay)
-        self._timer.start(self._start_accepting_if_started)
+        # gevent's private re-arm (BaseServer), which its stubs do not declare
+        self._timer.start(self._start_accepting_if_started)  # type: ignore[attr-defined, call-arg]
         self._accept_delay = min(self.max_delay, self._accept_delay * 2)
 
     def drain_and_close(self) -> int:
@@ -146,7 +147,7 @@ class Listener(StreamServer):
             if not args:
                 break
             taken += 1
-            self._spawn(self._handle, *args)
+            self._spawn(self._handle, *args)  # type: ignore[attr-defined]  # BaseServer's own, undeclared in its stubs
         self.close()
         return taken
 

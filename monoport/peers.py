@@ -184,7 +184,7 @@ class PeerTable:
             peer.ips = _resolve(address[0])
             how = "sibling worker" if sibling else "--peer" if static else "discovered"
             log.info("peer %s added (%s)", peer.name, how)
-            if peer_id in self.gone:
+            if peer_id is not None and peer_id in self.gone:
                 self.gone.remove(peer_id)  # the same id started again
         elif peer_id and peer.id != peer_id:
             peer.id = peer_id
@@ -368,4 +368,4 @@ def _resolve(host: str) -> set[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return {host}
-    return {info[4][0] for info in infos} | {host}
+    return {str(info[4][0]) for info in infos} | {host}  # (str already: int only for AF_PACKET-like families)

@@ -141,7 +141,7 @@ class RawWebSocket:
         if self.closed:
             return
         self.closed = True
-        sock = getattr(self.conn.sock, "wrapped", self.conn.sock)  # past the byte meter
+        sock: Any = getattr(self.conn.sock, "wrapped", self.conn.sock)  # past the byte meter (a socket or SSL socket)
         try:
             # socket-level shutdown: SSLSocket.shutdown would drop the TLS state
             # under a reader that may be inside recv() right now.

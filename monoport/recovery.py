@@ -388,7 +388,9 @@ class Recovery:
 
     def ended(self, sid: str | None, namespace: str, reason: str | None) -> None:
         """A socket left ``namespace``: keep its session if its transport was lost, else forget it."""
-        entry = self.live.pop((sid, namespace), None) if sid is not None else None
+        if sid is None:
+            return
+        entry = self.live.pop((sid, namespace), None)
         if entry is None:
             return
         session, token = entry

@@ -89,7 +89,7 @@ def format_id(pair: tuple[int, int]) -> str:
 
 def emit_args(message: dict) -> list:
     """The event name and arguments of a pub/sub emit message (binary ones put back together)."""
-    data = message.get("data")
+    data: Any = message.get("data")
     if message.get("binary"):
         import base64
 
@@ -102,6 +102,9 @@ def emit_args(message: dict) -> list:
 
 class StreamManager(socketio.RedisManager, RecoveringMixin):
     """python-socketio's Redis manager with a stream in place of its pub/sub channel (see module docstring)."""
+
+    #: python-socketio's RedisManager sets it: the Redis connection is believed up
+    connected: bool
 
     def __init__(self, url: str, prefix: str, store: "RedisStore") -> None:
         super().__init__(url, channel=prefix + "sio", logger=logging.getLogger("monoport.redis"),
@@ -253,7 +256,8 @@ class StreamManager(socketio.RedisManager, RecoveringMixin):
         start = parse_id(offset)
         found: list[tuple[tuple[int, int], list]] = []
         for _ in range(CATCH_UP_ROUNDS):
-            entries = self.store.client.xrange(self.stream, min="(" + format_id(start), max="+", count=READ_COUNT)
+            entries: list[Any] = self.store.client.xrange(self.stream, min="(" + format_id(start), max="+",
+                                                          count=READ_COUNT) or []  # (never None: no pipeline)
             for entry_id, fields in entries:
                 message = self._decode(entry_id, fields)
                 if (message and message.get("method") == "emit" and "offset" in message

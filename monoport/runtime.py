@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
+from gevent.pywsgi import WSGIServer
 
 from . import __version__, appload, cluster, eioconform, eventrate, flash, load, rawtcp, recovery, sioguard, splice
 from .balancer import Balancer
@@ -139,6 +140,22 @@ def redact(url: str) -> str:
 
 
 class Runtime:
+    # Set by build(), after __init__ (declared here for the type checker; no default):
+    flash_policy: bytes | None
+    loaded: appload.Loaded
+    #: the app's Socket.IO server (python-socketio, untyped), or None
+    sio: Any
+    #: --max-events-per-second only
+    event_limiter: eventrate.EventLimiter
+    admin: Admin
+    router: Router
+    wsgi_server: WSGIServer
+    handler_class: type[Handler]
+    dispatcher: Dispatcher
+    balancer: Balancer
+    before_request: Callable[[Any, Any], bool]
+    raw_stage_impl: Callable[["Runtime", Connection, bool], None]
+
     def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.environ = os.environ if environ is None else environ
@@ -363,8 +380,7 @@ class Runtime:
         self.accepting = True
         scheme = "https" if self.certs else "http"
         for listener in self.listeners:
-            host, port = listener.address[:2]
-            log.info("listening on %s:%s (%s)", host, port, listener.role if listener.role != "public" else scheme)
+            log.info("listening on %s (%s)", listener._where(), listener.role if listener.role != "public" else scheme)
         sio_mode = self.sio.async_mode if self.sio is not None else "none"
         log.info(
             "monoport %s instance %s: cluster %r%s, app %s, Socket.IO async_mode=%s under %s, websocket=%s, "
@@ -450,7 +466,8 @@ class Runtime:
         except ConfigError as exc:
             log.error("%s: certificates not reloaded, keeping the old ones: %s", why, exc)
             return
-        log.info("%s: certificates reloaded (%s)", why, ", ".join(self.certs.names))
+        # (never None here: the TLS mode comes from the config, which a reload does not change)
+        log.info("%s: certificates reloaded (%s)", why, ", ".join(self.certs.names) if self.certs else "none")
 
     def shutdown(self, graceful: bool = True) -> None:
         if self.stopped.is_set():

@@ -86,9 +86,10 @@ class Master:
         return [sys.executable, "-m", "monoport", *self.argv, *extra]
 
     def spawn(self, index: int) -> None:
-        self.workers[index] = subprocess.Popen(self.command(index), pass_fds=(self.peer_socks[index].fileno(),))
+        worker = self.workers[index] = subprocess.Popen(self.command(index),
+                                                        pass_fds=(self.peer_socks[index].fileno(),))
         self.started[index] = time.monotonic()
-        log.info("worker %s started (pid %d)", self.worker_id(index), self.workers[index].pid)
+        log.info("worker %s started (pid %d)", self.worker_id(index), worker.pid)
 
     def signal_all(self, signum: int) -> None:
         for proc in self.workers:

@@ -154,7 +154,8 @@ class Handler(HandlerBase):
             if 0 < rest <= len(stream.buf) and stream.buf[rest - 1:rest] == b"\n":
                 del stream.buf[:rest]
                 message = pywsgi.OldMessage()
-                message._headers = list(head.headers)  # (lower-cased name, value), as email keeps them
+                # (lower-cased name, value), as email keeps them; private, so not in the stubs
+                message._headers = list(head.headers)  # type: ignore[attr-defined]
                 return message
         return self._parse_headers(*args)
 
@@ -164,12 +165,13 @@ class Handler(HandlerBase):
         # already accepted by parse_head, would get 400. The head is buffered
         # whole in the Stream, so parsing it never yields to another greenlet
         # while the bound is raised.
-        saved = http.client._MAXHEADERS
-        http.client._MAXHEADERS = max(saved, MAX_HEADERS + 1)
+        # (http.client's private bound: typeshed does not declare it)
+        saved = http.client._MAXHEADERS  # type: ignore[attr-defined]
+        http.client._MAXHEADERS = max(saved, MAX_HEADERS + 1)  # type: ignore[attr-defined]
         try:
             return super().MessageClass(*args)
         finally:
-            http.client._MAXHEADERS = saved
+            http.client._MAXHEADERS = saved  # type: ignore[attr-defined]
 
     def _wait_next_request(self) -> bool:
         """Wait for the first byte of the next request (keep-alive idle)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import warnings
 
 from monoport.wire import proxyproto
 
@@ -22,8 +23,10 @@ def client_hello(server_hostname: str | None = "localhost", *, max_version: ssl.
     if alpn is not None:
         ctx.set_alpn_protocols(alpn)
     if max_version is not None:
-        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
-        ctx.maximum_version = max_version
+        with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated: offering them is the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = max_version
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
     try:

@@ -85,7 +85,9 @@ def _flag(value: Any) -> str:
     return "true" if value else "false"
 
 
-def _family(name: str) -> Metric:
+def _family(name: str) -> Any:
+    # Any, not Metric: the four families' add_metric take different arguments, and which
+    # family this is depends on METRICS[name], which the type checker cannot follow.
     kind, labels, doc = METRICS[name]
     if kind == "counter":
         return CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)

@@ -222,7 +222,7 @@ class Stats:
         oldest = heapq.nsmallest(MAX_CLIENTS_LISTED, self.open, key=lambda c: c.started)
         live_clients = [self._describe(c) for c in oldest]
         closed = [{"kind": k, "tls": t, "termination": r, "count": n} for (k, t, r), n in sorted(self.closed.items())]
-        terminations = Counter()
+        terminations: Counter[str] = Counter()
         for (_, _, reason), n in self.closed.items():
             terminations[reason] += n
         return {

@@ -121,6 +121,8 @@ def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | NeedMore:
     if ver_cmd & 0x0F == 0:  # LOCAL: health checks from the proxy itself
         return ProxyHeader(version=2, proxied=False), consumed
     family = fam >> 4
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
     if family == 1:
         if len(body) < 12:
             raise ProtocolViolation("short PROXY v2 IPv4 address block")
