@@ -161,7 +161,7 @@ class Listener(StreamServer):
         A connection's greenlet keeps a copy of its C stack while it waits
         (greenlet saves it on every switch), for as long as a WebSocket lives.
         """
-        spawn = self._spawn
+        spawn = self._spawn  # type: ignore[attr-defined]  # gevent's private, set by BaseServer
         try:
             if spawn is None:
                 self._handle_and_close(sock, address)
@@ -173,7 +173,7 @@ class Listener(StreamServer):
 
     def _handle_and_close(self, sock: Any, address: Any) -> None:
         try:
-            self._handle(sock, address)
+            self._handle(sock, address)  # type: ignore[attr-defined]  # gevent's private, set by BaseServer
         finally:
             self.do_close(sock, address)
 

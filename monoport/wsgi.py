@@ -117,7 +117,7 @@ class Handler(HandlerBase):
         if head is None:
             conn.outcome = "client closed"
             return None
-        self.monoport_head = head
+        self.monoport_head: RequestHead | None = head
         hook = getattr(rt, "before_request", None)
         if hook is not None and hook(self, head) is False:
             return None
@@ -221,7 +221,8 @@ class Handler(HandlerBase):
         if rt.draining or rt.balancer.forwarder_draining(self.conn):
             # the client opens its next connection elsewhere; a forwarder that
             # is stopping ends its splice when we close
-            self.close_connection = True
+            # pywsgi's own attribute, in the instance dict its classes keep (mypy reads only our slots)
+            self.close_connection = True  # type: ignore[misc]
         write = super().start_response(status, headers, exc_info)
         if rt.config.hsts is not None and self.conn.secure:
             self.response_headers.append((b"Strict-Transport-Security", f"max-age={rt.config.hsts}".encode()))
@@ -278,7 +279,7 @@ class Handler(HandlerBase):
         else:
             super().handle_error(t, v, tb)
             return
-        self.close_connection = True
+        self.close_connection = True  # type: ignore[misc]  # pywsgi's, in the instance dict
         if not self.headers_sent:
             try:
                 self.socket.sendall(simple_response(408))
