@@ -161,19 +161,22 @@ class Listener(StreamServer):
         A connection's greenlet keeps a copy of its C stack while it waits
         (greenlet saves it on every switch), for as long as a WebSocket lives.
         """
+        # bound now, as gevent's own do_handle binds it: close() drops ``_handle``, and a greenlet
+        # spawned for a connection accepted just before a stop still runs after it
+        handle = self._handle  # type: ignore[attr-defined]  # gevent's private, set by BaseServer
         spawn = self._spawn  # type: ignore[attr-defined]  # gevent's private, set by BaseServer
         try:
             if spawn is None:
-                self._handle_and_close(sock, address)
+                self._handle_and_close(handle, sock, address)
             else:
-                spawn(self._handle_and_close, sock, address)
+                spawn(self._handle_and_close, handle, sock, address)
         except BaseException:
             self.do_close(sock, address)
             raise
 
-    def _handle_and_close(self, sock: Any, address: Any) -> None:
+    def _handle_and_close(self, handle: Any, sock: Any, address: Any) -> None:
         try:
-            self._handle(sock, address)  # type: ignore[attr-defined]  # gevent's private, set by BaseServer
+            handle(sock, address)
         finally:
             self.do_close(sock, address)
 

@@ -34,3 +34,22 @@ def test_accepted_sockets_have_nagle_off():
     finally:
         client.close()
         server_sock.close()
+
+
+def test_a_connection_accepted_just_before_a_stop_is_still_served_and_closed():
+    # The rolling-restart tests met it: the listener closed (gevent drops its handle then)
+    # between the accept and the start of the connection's greenlet.
+    runtime = _Runtime()
+    server_sock = bind_socket("127.0.0.1", 0)
+    listener = Listener(server_sock, runtime)
+    listener.start()
+    client = socket.create_connection(server_sock.getsockname(), timeout=10)
+    try:
+        accepted, address = server_sock.accept()
+        listener.do_handle(accepted, address)  # spawned, not run yet
+        listener.close()
+        runtime.pool.join(timeout=10)
+        (conn,) = runtime.served
+        assert accepted.fileno() == -1  # closed once served, as gevent does
+    finally:
+        client.close()
