@@ -22,7 +22,7 @@ from typing import Iterator
 import pytest
 import trustme
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 
 #: Pebble's own knobs: no random validation sleeps, no rejected nonces, no reused authorizations.
 PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
@@ -54,8 +54,7 @@ class ChallTestSrv:
     """pebble-challtestsrv as the DNS server only: every name is 127.0.0.1."""
 
     def __init__(self, workdir: Path) -> None:
-        self.dns_port = free_port()
-        self.management_port = free_port()
+        self.dns_port, self.management_port = free_ports(2)
         self.log = workdir / "challtestsrv.log"
         self.proc: subprocess.Popen | None = None
 
@@ -81,8 +80,9 @@ class Pebble:
                  validity: int | None = None) -> None:
         self.workdir = workdir
         self.dns_port = dns_port
-        self.port = free_port()
-        self.management_port = free_port()
+        self.port, self.management_port = free_ports(2)
+        while {self.port, self.management_port} & {tls_port, http_port}:  # bound by others later: keep apart
+            self.port, self.management_port = free_ports(2)
         self.log = workdir / f"pebble-{self.port}.log"
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
