@@ -32,15 +32,8 @@ connection, goes to the least-loaded peer that is not lagging; with none, it
 waits up to ``--queue-timeout`` for one (or for this instance to recover),
 then is served here. Sessions owned here and forwarded-in connections stay.
 
-Forwarding: dial the peer's listener, write a PROXY v2 header (the real
-client, TLS version and SNI when the client used TLS, our id as forwarder),
-replay every byte already read (the head and anything after it in
-``conn.stream.buf``), then pump client bytes up while waiting for the
-peer's first answer bytes. Until that answer arrives nothing has reached
-the client, so a peer that refuses, resets, closes without answering or
-answers "full" is skipped and the same bytes (kept in a bounded log) go to
-the next one. The first real answer commits: it is written to the client
-and :func:`monoport.splice.splice` carries the rest both ways.
+Forwarding itself (the PROXY v2 header, the replay, retrying the next peer
+until one answers, the splice) is :mod:`monoport.forwarding`'s.
 
 Keep-alive: when a later request on a connection served here belongs to
 another owner, the rest of the connection is forwarded from that request on
@@ -55,33 +48,25 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any, Final
+from typing import Any, Callable, Final
 
 import gevent
 from engineio import packet as eio_packet
 
-from .connection import Connection, format_address
-from .dispatch import ClientGone, Silent, peek
-from .errors import PeerUnavailable
+from .config import Config
+from .connection import Connection
+from .forwarding import FULL_HEADER, Forwarder
 from .load import Hysteresis
+from .ops.stats import Stats
 from .peers import Peer, PeerTable
-from .wire import proxyproto
-from .wire.needmore import NEED_MORE
+from .services import ServerState
+from .splice import dial
+from .termination import Termination
 from .wire.responses import simple_response
-from .wire.sniff import PROXY_V2_SIGNATURE
-from .wire.trust import is_loopback
 from .wsgi import DRAIN_IDLE_GRACE
 
 log = logging.getLogger("monoport")
 
-#: Deadline to connect to a peer's listener; peers are on the same LAN or host.
-DIAL_TIMEOUT: Final = 2.0
-#: How long a forward may wait for the peer's first answer byte. Long-polling
-#: GETs legitimately wait pingInterval (25 s by default) before answering.
-FIRST_BYTE_TIMEOUT: Final = 120.0
-#: Client bytes kept for replay to another peer while the first answer is
-#: awaited; past this the forward is committed to the current peer.
-REPLAY_LIMIT: Final = 256 * 1024
 #: Poll interval of the queue while waiting for a free slot, in seconds.
 QUEUE_POLL: Final = 0.05
 #: Longest wait of a request for a session of an instance not yet confirmed (discovery and a
@@ -89,28 +74,30 @@ QUEUE_POLL: Final = 0.05
 OWNER_WAIT: Final = 3.0
 #: For this long after start, a session id naming an instance not yet discovered is waited for too.
 OWNER_STARTUP_WINDOW: Final = 5.0
-#: Header that marks a 503 as "instance full" rather than the app's own 503.
-FULL_HEADER: Final = "X-Monoport-Full"
 #: What a raw Socket.IO client gets when no instance has room: Engine.IO close.
 RAW_CLOSE_LINE: Final = b"1\n"
-
-
-class _Retry(Exception):
-    """This peer did not take the connection; nothing reached the client."""
 
 
 class Balancer:
     """Counts this instance's connections and places the others."""
 
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
-        config = runtime.config
+    def __init__(self, config: Config, stats: Stats, state: ServerState,
+                 close_idle: Callable[[Callable[[Connection], bool], tuple[Termination, str]], None],
+                 started_at: float, sio: Any = None) -> None:
+        self.config = config
+        self.stats = stats
+        self.state = state
+        #: wakes the idle keep-alive connections that match (lifecycle's)
+        self.close_idle = close_idle
+        self.started_at = started_at
+        #: the app's Socket.IO server, or None
+        self.sio = sio
         self.my_id: str = config.instance_id
         self.max_conns: int = config.max_conns
         self.admin_prefix = getattr(config, "admin_prefix", "/monoport").rstrip("/") + "/"
         self.local: set[Connection] = set()
         self.cluster: str = config.cluster_name
-        self.peers = PeerTable(self.my_id, self.admin_prefix + "health", self.dial, runtime.stats, self.cluster)
+        self.peers = PeerTable(self.my_id, self.admin_prefix + "health", dial, stats, self.cluster)
         self.peers.on_draining = self.peer_draining
         for address in config.peer:
             self.peers.add(address, static=True)
@@ -125,13 +112,8 @@ class Balancer:
         #: new work sent to a peer (or held in the queue) because this instance was lagging
         self.spilled_lag = 0
         self.queued_lag = 0
-
-    # -- sockets ---------------------------------------------------------------------
-    @staticmethod
-    def dial(address: Any, timeout: float) -> socket.socket:
-        from .splice import dial
-
-        return dial(address, timeout)
+        self.forwarder = Forwarder(self.my_id, self.cluster, self.peers, self._taken)
+        self.forward = self.forwarder.forward
 
     # -- counting ----------------------------------------------------------------------
     @property
@@ -145,7 +127,7 @@ class Balancer:
             self.local.add(conn)
             if conn.forwarded_by is not None:
                 self.forwarded_in += 1
-                self.rt.stats.forwarded_in(conn, conn.forwarded_by)
+                self.stats.forwarded_in(conn, conn.forwarded_by)
             return True
         return False
 
@@ -179,7 +161,7 @@ class Balancer:
     # -- decisions -----------------------------------------------------------------------
     def _on_sio_path(self, head: Any) -> bool:
         path = head.path
-        return any(path.startswith(p) or path == p[:-1] for p in self.rt.config.sio_path)
+        return any(path.startswith(p) or path == p[:-1] for p in self.config.sio_path)
 
     def session_owner(self, head: Any) -> str | None:
         if not self._on_sio_path(head):
@@ -206,7 +188,7 @@ class Balancer:
         """
         if owner in self.peers.gone:
             return None
-        young = time.time() - self.rt.started_at < OWNER_STARTUP_WINDOW
+        young = time.time() - self.started_at < OWNER_STARTUP_WINDOW
         if not (young or self.peers.pending(owner)):
             return None
         deadline = time.monotonic() + OWNER_WAIT
@@ -238,12 +220,12 @@ class Balancer:
                     pass
             elif conn.polling_sid:
                 self._end_poll(conn.polling_sid)
-        gevent.spawn_later(DRAIN_IDLE_GRACE, self.rt.close_idle, lambda conn: conn.forwarded_by == peer.id,
-                           f"server closed: {peer.name}, which forwarded it, is stopping")
+        gevent.spawn_later(DRAIN_IDLE_GRACE, self.close_idle, lambda conn: conn.forwarded_by == peer.id,
+                           (Termination.SERVER_CLOSED, f"server closed: {peer.name}, which forwarded it, is stopping"))
 
     def _end_poll(self, sid: str) -> None:
         """Make a long-poll of session ``sid`` answer now (a noop, as python-engineio does for upgrades)."""
-        session = self.rt.sio.eio.sockets.get(sid) if self.rt.sio is not None else None
+        session = self.sio.eio.sockets.get(sid) if self.sio is not None else None
         if session is not None and not session.closed and not session.upgraded:
             session.queue.put(eio_packet.Packet(eio_packet.NOOP))
 
@@ -266,11 +248,11 @@ class Balancer:
             if not conn.quiet:
                 self.try_claim(conn)
             return True
-        if self.rt.draining and self._is_new_session(head):
+        if self.state.draining and self._is_new_session(head):
             # a session opened here now would be cut in a moment: let the client go elsewhere
             conn.sock.sendall(simple_response(503, b"This instance is stopping; connect again.\n",
                                               [("Retry-After", "1")]))
-            conn.outcome = "draining: new Socket.IO session refused -> 503"
+            conn.end(Termination.DRAINING, "draining: new Socket.IO session refused -> 503")
             return False
         owner = self.session_owner(head)
         if (owner == self.my_id and head.method == "GET" and head.query("transport") == "polling"
@@ -281,7 +263,7 @@ class Balancer:
             peer = self.peers.owner(owner) or self._await_owner(owner)
             if peer is not None and self.forward(conn, [peer], affinity=True):
                 return False
-        if self.rt.draining and conn not in self.local and self._from_peer(conn):
+        if self.state.draining and conn not in self.local and self._from_peer(conn):
             self._refuse_full(conn)  # draining: new work goes to the other instances
             return False
         if (self.lagging and owner != self.my_id and not self._from_peer(conn)
@@ -296,7 +278,8 @@ class Balancer:
             return conn in self.local
         conn.sock.sendall(simple_response(503, b"All instances are busy; retry shortly.\n",
                                           [("Retry-After", "1")]))
-        conn.outcome = f"server full: no capacity here or at any peer after {self.rt.config.queue_timeout:g}s -> 503"
+        conn.end(Termination.SERVER_FULL,
+                 f"server full: no capacity here or at any peer after {self.config.queue_timeout:g}s -> 503")
         return False
 
     def admit_raw(self, conn: Connection) -> bool:
@@ -307,43 +290,13 @@ class Balancer:
             return True
         if self._from_peer(conn):
             self.refused_full += 1
-            conn.outcome = "server full: forwarded-in raw client refused"
+            conn.end(Termination.SERVER_FULL, "server full: forwarded-in raw client refused")
             return False
         if self._spill_or_queue(conn):
             return conn in self.local
-        if self.rt.config.raw == "sio":
+        if self.config.raw == "sio":
             conn.sock.sendall(RAW_CLOSE_LINE)
-        conn.outcome = "server full: no capacity here or at any peer, raw client closed"
-        return False
-
-    def admit_peer_listener(self, conn: Connection) -> bool:
-        """The peer listener takes loopback, known peers and trusted networks, PROXY v2 first."""
-        host = str(conn.peer[0])
-        if not (is_loopback(host) or host in self.rt.trusted or self.peers.source_allowed(host)):
-            conn.finish(f"peer listener: {host} is not loopback, a known peer or a trusted network; refused",
-                        logging.WARNING)
-            return False
-        deadline = time.monotonic() + self.rt.config.sniff_timeout
-        try:
-            is_v2, _ = peek(conn, deadline, _v2_signature, size=len(PROXY_V2_SIGNATURE))
-        except (Silent, ClientGone, OSError):
-            is_v2 = False
-        if not is_v2:
-            conn.finish("peer listener: connection does not begin with a PROXY v2 header; refused",
-                        logging.WARNING)
-            return False
-        return True
-
-    def admit_forward(self, conn: Connection, header: Any) -> bool:
-        """A PROXY header on the peer listener: only this cluster's instances may forward here."""
-        if not header.proxied or header.cluster == self.cluster:
-            return True  # LOCAL: a health poll, which is public anyway
-        host = str(conn.peer[0])
-        self.peers.strangers.warn(
-            ("forward", host, str(header.forwarded_by), str(header.cluster)),
-            "peer listener: %s (instance %s of cluster %r) is not of this cluster %r; its forwards are refused",
-            host, header.forwarded_by, header.cluster, self.cluster)
-        conn.outcome = f"peer listener: forward from cluster {header.cluster!r} refused"
+        conn.end(Termination.SERVER_FULL, "server full: no capacity here or at any peer, raw client closed")
         return False
 
     def _from_peer(self, conn: Connection) -> bool:
@@ -353,9 +306,9 @@ class Balancer:
         """Steps 3 and 4; True when the connection was claimed here or forwarded."""
         if self.forward(conn, self.peers.candidates()):
             return True
-        deadline = time.monotonic() + self.rt.config.queue_timeout
+        deadline = time.monotonic() + self.config.queue_timeout
         self.queued += 1
-        while time.monotonic() < deadline and not self.rt.draining:
+        while time.monotonic() < deadline and not self.state.draining:
             gevent.sleep(QUEUE_POLL)
             if self.try_claim(conn) or self.forward(conn, self.peers.candidates()):
                 return True
@@ -372,9 +325,9 @@ class Balancer:
         if self.forward(conn, self.peers.candidates(lagging=False)):
             self.spilled_lag += 1
             return True
-        deadline = time.monotonic() + self.rt.config.queue_timeout
+        deadline = time.monotonic() + self.config.queue_timeout
         self.queued_lag += 1
-        while time.monotonic() < deadline and self.lagging and not self.rt.draining:
+        while time.monotonic() < deadline and self.lagging and not self.state.draining:
             gevent.sleep(QUEUE_POLL)
             if self.forward(conn, self.peers.candidates(lagging=False)):
                 self.spilled_lag += 1
@@ -385,158 +338,13 @@ class Balancer:
         self.refused_full += 1
         conn.sock.sendall(simple_response(503, b"This instance is full.\n",
                                           [(FULL_HEADER, self.my_id), ("Retry-After", "1")]))
-        why = "draining" if self.rt.draining else f"{self.conns}/{self.max_conns}"
-        conn.outcome = f"server full ({why}): forwarded-in request refused -> 503"
+        why = "draining" if self.state.draining else f"{self.conns}/{self.max_conns}"
+        conn.end(Termination.SERVER_FULL, f"server full ({why}): forwarded-in request refused -> 503")
 
-    # -- forwarding ------------------------------------------------------------------------
-    def forward(self, conn: Connection, peers: list[Peer], affinity: bool = False) -> bool:
-        """Try ``peers`` in order; True once one took the connection (then it is finished)."""
-        if not peers:
-            return False
-        replay = bytearray(conn.stream.buf)
-        for peer in peers:
-            try:
-                backend = self.dial(peer.address, DIAL_TIMEOUT)
-            except PeerUnavailable as exc:
-                self.peers.mark_down(peer, f"refused a forward: {exc}")
-                continue
-            try:
-                self._forward_to(conn, peer, backend, replay)
-            except _Retry as why:
-                log.info("forward of %s to %s not taken (%s); %s", format_address(conn.client), peer.name, why,
-                         "serving here" if affinity else "trying the next peer")
-                continue
-            finally:
-                backend.close()
-            return True
-        return False
-
-    def _proxy_header(self, conn: Connection) -> bytes:
-        tls_version = authority = None
-        if conn.tls is not None:
-            tls_version, authority = conn.tls.get("version") or "TLS", conn.tls.get("sni")
-        elif conn.proxied_tls:
-            header = getattr(conn, "proxy_header", None)
-            tls_version = (header.tls_version if header is not None else None) or "TLS"
-            authority = header.authority if header is not None else None
-        local = conn.local if isinstance(conn.local, tuple) else ("0.0.0.0", 0)
-        return proxyproto.build_v2(conn.client, local, tls_version=tls_version, authority=authority,
-                                   forwarded_by=self.my_id, cluster=self.cluster)
-
-    def _forward_to(self, conn: Connection, peer: Peer, backend: socket.socket, replay: bytearray) -> None:
-        """One attempt. Raises _Retry while nothing has reached the client."""
-        try:
-            backend.sendall(self._proxy_header(conn) + bytes(replay))
-        except OSError as exc:
-            self.peers.mark_down(peer, f"send failed: {exc}")
-            raise _Retry(f"send failed: {exc}") from None
-        pump = _Pump(conn.sock, backend, replay)
-        try:
-            first = self._first_answer(backend)
-        except OSError as exc:
-            pump.stop()
-            if pump.committed:
-                raise
-            self.peers.mark_down(peer, f"broken before answering: {exc}")
-            raise _Retry(str(exc)) from None
-        pump.stop()
-        if not first:
-            if pump.committed:
-                conn.outcome = f"forwarded to {peer.name}; closed without an answer"
-                return
-            if conn.kind.startswith("raw"):
-                self.peers.mark_full(peer)  # a raw refusal is a silent close
-            else:
-                self.peers.mark_down(peer, "closed before answering")
-            raise _Retry("closed before answering")
-        if _is_full_answer(first) and not pump.committed:
-            self.peers.mark_full(peer)
-            raise _Retry("full")
-        del conn.stream.buf[:]
+    def _taken(self, conn: Connection, peer: Peer) -> None:
+        """A peer took ``conn``: it counts there now."""
         self.release(conn)
         peer.forwarded += 1
         peer.recent += 1
         self.forwarded_out += 1
-        self.rt.stats.forwarded_out(conn, peer.id or peer.name)
-        conn.sock.sendall(first)
-        from .splice import describe_end, splice, termination_of
-
-        # splice gets the unmetered socket (zero-copy and TLS half-close need
-        # the real one); its byte counts are added to the connection's.
-        client = getattr(conn.sock, "wrapped", conn.sock)
-        client.settimeout(None)
-        result = splice(client, backend, backend_eof_ends=True)
-        conn.bytes_in += result.bytes_up
-        conn.bytes_out += result.bytes_down
-        conn.outcome = (f"forwarded to {peer.name}: up {pump.sent + result.bytes_up} B, "
-                        f"down {len(first) + result.bytes_down} B, {describe_end(result)}")
-        conn.termination = termination_of(result)
-
-    @staticmethod
-    def _first_answer(backend: socket.socket) -> bytes:
-        backend.settimeout(FIRST_BYTE_TIMEOUT)
-        data = backend.recv(65536)
-        if data.startswith(b"HTTP/1.1 503 ") and b"\r\n\r\n" not in data:
-            while len(data) < 8192 and b"\r\n\r\n" not in data:  # the whole head, to see the marker
-                more = backend.recv(65536)
-                if not more:
-                    break
-                data += more
-        return data
-
-
-def _v2_signature(data: bytes) -> Any:
-    if len(data) < len(PROXY_V2_SIGNATURE) and PROXY_V2_SIGNATURE.startswith(data):
-        return NEED_MORE
-    return data.startswith(PROXY_V2_SIGNATURE)
-
-
-def _is_full_answer(first: bytes) -> bool:
-    if not first.startswith(b"HTTP/1.1 503 "):
-        return False
-    head = first.partition(b"\r\n\r\n")[0].lower()
-    return f"\r\n{FULL_HEADER.lower()}:".encode() in head
-
-
-class _Pump:
-    """Client bytes up to the peer while its first answer is awaited.
-
-    Everything read is appended to ``replay`` (for the next peer) until
-    :data:`REPLAY_LIMIT`; past that the attempt is ``committed``. Stopping is
-    safe at any time: a greenlet blocked in ``recv`` loses nothing (the bytes
-    stay in the kernel or in OpenSSL's buffer), and one in ``sendall`` is
-    allowed to finish its chunk.
-    """
-
-    def __init__(self, client: Any, backend: socket.socket, replay: bytearray) -> None:
-        self.client, self.backend, self.replay = client, backend, replay
-        self.sent = 0
-        self.committed = False
-        self.receiving = False
-        self.stopping = False
-        self.greenlet = gevent.spawn(self._run)
-
-    def _run(self) -> None:
-        self.client.settimeout(None)
-        try:
-            while not self.stopping:
-                self.receiving = True
-                data = self.client.recv(65536)
-                self.receiving = False
-                if not data:
-                    return  # half-close: the answer still comes
-                if len(self.replay) + len(data) > REPLAY_LIMIT:
-                    self.committed = True
-                else:
-                    self.replay += data
-                self.backend.sendall(data)
-                self.sent += len(data)
-        except OSError:
-            return
-
-    def stop(self) -> None:
-        self.stopping = True
-        if self.receiving:
-            self.greenlet.kill(block=True)
-        else:
-            self.greenlet.join()
+        self.stats.forwarded_out(conn, peer.id or peer.name)

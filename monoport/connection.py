@@ -4,8 +4,9 @@ Its ``kind`` changes as the stages learn more (unknown -> tls -> https ->
 wss ...); every change is reported to the runtime's Stats object so that
 live counts by kind are always right. ``sock`` is metered: bytes sent and
 received through it (after TLS, so payload bytes) add up in ``bytes_in`` /
-``bytes_out``. Its free-form ``outcome`` text maps onto a small, stable set
-of termination reasons (:data:`TERMINATIONS`) for logs and metrics.
+``bytes_out``. How it ended is one typed :class:`Termination` plus a detail
+for people, set by :meth:`Connection.end` and logged once, by
+:mod:`monoport.path`, when the connection closes.
 """
 
 from __future__ import annotations
@@ -16,64 +17,12 @@ import time
 from typing import Any
 
 from .stream import Stream
+from .termination import Termination
 from .wire.proxyproto import ProxyHeader
 
 log = logging.getLogger("monoport")
 
 Address = tuple[str, int]
-
-#: Termination reasons, in the spirit of HAProxy's termination flags: the
-#: stable vocabulary of the access log and of metrics, matched in order
-#: against the start of ``Connection.outcome``. Modules that set outcomes
-#: start them with one of these prefixes (or set ``conn.termination``).
-TERMINATIONS: tuple[tuple[str, str], ...] = (
-    ("draining", "draining"),                 # closed because monoport is shutting down
-    ("client closed", "client_closed"),       # the client ended the connection (FIN)
-    ("connection error", "client_aborted"),   # reset / broken pipe / TLS error mid-stream
-    ("client timeout", "client_timeout"),     # the client was too slow (head, body, idle)
-    ("sniff timeout", "sniff_timeout"),       # silent client and nothing to give it
-    ("TLS handshake failed", "tls_failed"),   # the handshake did not complete
-    ("protocol error", "protocol_error"),     # bytes that break the protocol
-    ("not TLS, HTTP", "protocol_error"),
-    ("not a Flash", "protocol_error"),
-    ("error", "protocol_error"),
-    ("WebSocket refused", "protocol_error"),
-    ("peer down", "peer_down"),               # the peer (or raw backend) a connection went to failed
-    ("raw backend unavailable", "peer_down"),
-    ("forwarded to", "peer_down"),            # (a forward that ends normally sets its own reason)
-    ("peer listener", "protocol_error"),      # not a PROXY v2 connection from a trusted sender
-    ("server full", "server_full"),           # no capacity anywhere (503)
-    ("over --max-conns-per-ip", "client_limit"),  # this client has too many connections already
-    ("server closed", "server_closed"),       # monoport (or the app) ended it normally
-    ("closed after response", "server_closed"),
-    ("flash policy sent", "server_closed"),
-    ("clear-text HTTP", "server_closed"),
-    ("closed", "server_closed"),
-)
-#: Tried when no prefix matches: phrases anywhere in the outcome, for outcome
-#: texts that start with what the connection was ("raw Socket.IO sid=...:
-#: 3 lines in, 2 out, client closed").
-TERMINATION_PHRASES: tuple[tuple[str, str], ...] = (
-    ("client closed", "client_closed"),
-    ("client timeout", "client_timeout"),
-    ("cut off", "protocol_error"),
-    ("refused", "protocol_error"),
-    ("closed by server", "server_closed"),
-)
-#: Every termination reason, for documentation and for metrics with zero values.
-TERMINATION_REASONS: tuple[str, ...] = tuple(dict.fromkeys(reason for _, reason in TERMINATIONS)) + ("other",)
-
-
-def termination_of(outcome: str) -> str:
-    """The stable termination reason for a free-form outcome text."""
-    for prefix, reason in TERMINATIONS:
-        if outcome.startswith(prefix):
-            return reason
-    for phrase, reason in TERMINATION_PHRASES:
-        if phrase in outcome:
-            return reason
-    return "other"
-
 
 class MeteredSocket:
     """A socket proxy that counts the bytes a connection sends and receives.
@@ -129,6 +78,14 @@ def format_address(address: Any) -> str:
 class Connection:
     """One accepted socket: who it really is, what it speaks, how it ended."""
 
+    # Every field a connection carries, declared here (a stage cannot add one by mistake).
+    __slots__ = (
+        "stats", "_kind", "bytes_in", "bytes_out", "raw_sock", "sock", "stream", "peer", "client", "local",
+        "listener", "started", "tls", "tls_terminated", "proxied_tls", "forwarded_by", "proxy_header",
+        "termination", "detail", "level", "ended", "served_by", "quiet", "requests", "drain_note",
+        "polling_sid", "preconnected", "sio_recovered", "ip_slot", "over_ip_limit", "__weakref__",
+    )
+
     def __init__(self, sock: Any, peer: Address, local: Address, listener: Any, stats: Any = None) -> None:
         #: the Stats object told about kind changes (None: nobody counts)
         self.stats = stats
@@ -139,12 +96,14 @@ class Connection:
         self.raw_sock = sock
         #: the socket stages talk to: ``raw_sock``, or the TLS socket over it (metered)
         self.sock = MeteredSocket(sock, self)
-        self.stream = Stream(self.sock)
+        #: the bytes of this connection: peeked at on the clear socket, read and replayed inside TLS
+        self.stream = Stream(self.sock, peekable=sock)
         #: the address of the TCP peer (a proxy, when PROXY protocol is used)
         self.peer = peer
         #: the real client: ``peer``, or what a trusted PROXY header says
         self.client = peer
         self.local = local
+        #: the listener that accepted it (its ``role``: public, peer or flash)
         self.listener = listener
         self.started = time.monotonic()
         #: the ``monoport.tls`` environ value, or None
@@ -157,16 +116,21 @@ class Connection:
         self.forwarded_by: str | None = None
         #: the trusted PROXY header this connection came with, or None (a forward to a peer passes it on)
         self.proxy_header: ProxyHeader | None = None
-        self.outcome = "closed"
-        #: an explicit termination reason; None: derived from ``outcome``
-        self.termination_override: str | None = None
+        #: how it ended (see :meth:`end`); until then a normal close by the server
+        self.termination = Termination.SERVER_CLOSED
+        #: the ending for people: the free-form end of the connection's log line
+        self.detail = "closed"
+        #: the log level of the connection's line
+        self.level = logging.INFO
+        #: :meth:`end` was called
+        self.ended = False
         #: where the connection was served: None (here) or the peer's id
         self.served_by: str | None = None
         #: routine traffic (peers' health polls, every second): its line is DEBUG
         self.quiet = False
         self.requests = 0
-        #: why a drain woke this connection from its keep-alive wait (its outcome), or None
-        self.drain_note: str | None = None
+        #: why a drain woke this connection from its keep-alive wait (its detail), or None
+        self.drain_note: tuple[Termination, str] | None = None
         #: the Engine.IO session a long-poll GET on this connection waits for, while it waits
         self.polling_sid: str | None = None
         #: TLS with ALPN http/1.1, then silent past the sniff timeout: a browser's preconnect, served as
@@ -192,14 +156,21 @@ class Connection:
         if old != value and self.stats is not None:
             self.stats.kind_changed(self, old, value)
 
-    @property
-    def termination(self) -> str:
-        """The stable termination reason (see :data:`TERMINATIONS`)."""
-        return self.termination_override or termination_of(self.outcome)
+    def end(self, termination: Termination, detail: str, level: int = logging.INFO) -> None:
+        """Say how this connection ends: the reason for logs and metrics, a detail for people.
 
-    @termination.setter
-    def termination(self, value: str) -> None:
-        self.termination_override = value
+        The last call wins: an error met after a stage said how it ends (a
+        reset while the answer is written) is what the connection's line tells.
+        """
+        self.termination = termination
+        self.detail = detail
+        self.level = level
+        self.ended = True
+
+    def end_unless_ended(self, termination: Termination, detail: str) -> None:
+        """:meth:`end`, unless a stage already said how the connection ends."""
+        if not self.ended:
+            self.end(termination, detail)
 
     @property
     def secure(self) -> bool:
@@ -222,14 +193,14 @@ class Connection:
             parts.append(f"via={format_address(self.peer)}")
         return " ".join(parts)
 
-    def finish(self, outcome: str | None = None, level: int = logging.INFO) -> None:
-        if outcome is not None:
-            self.outcome = outcome
+    def log_line(self) -> None:
+        """The connection's one log line, at its end."""
+        level = self.level
         if self.quiet and level <= logging.INFO:
             level = logging.DEBUG
         duration = time.monotonic() - self.started
         extra = f" requests={self.requests}" if self.requests else ""
-        log.log(level, "conn %s%s %.3fs %s", self.describe(), extra, duration, self.outcome)
+        log.log(level, "conn %s%s %.3fs %s", self.describe(), extra, duration, self.detail)
 
     def close(self) -> None:
         for sock in (self.sock.wrapped, self.raw_sock):

@@ -70,6 +70,7 @@ from engineio import base_server, exceptions, packet
 from engineio import socket as eio_socket
 
 from .wire.eiopackets import packet_error
+from .termination import Termination
 
 log = logging.getLogger("monoport")
 
@@ -175,7 +176,7 @@ class _CheckedWebSocket:
                     who, self._session.sid, error)
         conn = environ.get("monoport.connection")
         if conn is not None:
-            conn.outcome = f"protocol error (engine.io: {error})"
+            conn.end(Termination.PROTOCOL_ERROR, f"protocol error (engine.io: {error})")
 
 
 @functools.lru_cache(maxsize=None)

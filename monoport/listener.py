@@ -7,8 +7,8 @@ and says so in one warning line per second at most, without a traceback
 (gevent's own back-off prints a full traceback for every failed accept,
 hundreds a second). Pending clients wait in the kernel's backlog and are
 served as soon as descriptors free up. Any other accept error is gevent's
-business. Everything after accept is the dispatcher's, which catches every
-client-caused error itself.
+business. Everything after accept is :mod:`monoport.path`'s, which catches
+every client-caused error itself.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .connection import Connection
@@ -85,9 +86,11 @@ class Listener(StreamServer):
     min_delay = 0.01
     max_delay = 1.0
 
-    def __init__(self, sock: socket.socket, runtime: Any, role: str = "public") -> None:
-        super().__init__(sock, spawn=runtime.pool)
-        self.runtime = runtime
+    def __init__(self, sock: socket.socket, serve: Callable[[Connection], None], pool: Pool,
+                 role: str = "public") -> None:
+        super().__init__(sock, spawn=pool)
+        #: the life of one connection (:func:`monoport.path.serve_connection`, bound to its services)
+        self.serve = serve
         #: "public", "peer" or "flash"
         self.role = role
         self.peer_listener = role == "peer"
@@ -190,5 +193,4 @@ class Listener(StreamServer):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             return
-        conn = Connection(sock, address, local, self)
-        self.runtime.serve_connection(conn)
+        self.serve(Connection(sock, address, local, self))

@@ -44,11 +44,13 @@ from typing import Any, Callable, Iterable
 import gevent
 from gevent import socket as gsocket
 
+from .config import Config
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
 from .stream import RECV_SIZE
 from .wire.needmore import NEED_MORE
 from .wire.rawframing import LineDecoder, encode_packet
+from .termination import Termination
 
 log = logging.getLogger("monoport")
 
@@ -83,7 +85,7 @@ class RawWebSocket:
         self.lines_in = 0
         self.lines_out = 0
         # Bytes the sniffer read inside TLS (nothing was consumed on a clear socket).
-        buffered = conn.stream.take(len(conn.stream.buf))
+        buffered = conn.stream.take_all()
         self.decoder.feed(buffered)
 
     # -- what python-engineio calls --------------------------------------------
@@ -150,17 +152,18 @@ class RawWebSocket:
             pass
 
     # -- for the log -------------------------------------------------------------
-    def ending(self) -> str:
+    def ending(self) -> tuple[Termination, str]:
+        """How the session's connection ended, and its detail for the log line."""
         who = f"sid={self.sid}" if self.sid else "no session"
         if self.client_closed:
-            why = "client closed"
+            reason, why = Termination.CLIENT_CLOSED, "client closed"
         elif self.stalled:
-            why = f"client timeout (stopped reading for {self.send_timeout:g}s)"
+            reason, why = Termination.CLIENT_TIMEOUT, f"client timeout (stopped reading for {self.send_timeout:g}s)"
         elif self.violation is not None:
-            why = "cut off"
+            reason, why = Termination.PROTOCOL_ERROR, "cut off"
         else:
-            why = "closed by server (disconnect or missed pongs)"
-        return f"raw Socket.IO {who}: {self.lines_in} lines in, {self.lines_out} out, {why}"
+            reason, why = Termination.SERVER_CLOSED, "closed by server (disconnect or missed pongs)"
+        return reason, f"raw Socket.IO {who}: {self.lines_in} lines in, {self.lines_out} out, {why}"
 
 
 def _open_sid(packet: str) -> str | None:
@@ -170,7 +173,7 @@ def _open_sid(packet: str) -> str | None:
         return None
 
 
-def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
+def environ_for(config: Config, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
     """The WSGI environ of a WebSocket upgrade request, as the raw client would have sent it."""
     sni = conn.tls.get("sni") if conn.tls else None
     host = f"{sni}:{conn.local[1]}" if sni else format_address(conn.local)
@@ -196,8 +199,8 @@ def environ_for(rt: Any, conn: Connection, ws: RawWebSocket) -> dict[str, Any]:
         "wsgi.run_once": False,
         "wsgi.websocket": ws,
         "wsgi.websocket_version": ws.version,
-        "monoport.instance_id": rt.config.instance_id,
-        "monoport.cluster": rt.config.cluster_name,
+        "monoport.instance_id": config.instance_id,
+        "monoport.cluster": config.cluster_name,
         "monoport.tls": conn.tls,
         "monoport.forwarded_by": conn.forwarded_by,
         "monoport.transport": "raw",
@@ -220,35 +223,38 @@ def _refuse_early(conn: Connection, ws: RawWebSocket) -> None:
     """
     probe = LineDecoder(ws.decoder.limit)
     probe.feed(bytes(ws.decoder._buf))
-    if not conn.tls_terminated:
-        conn.raw_sock.settimeout(0)
-        try:
-            probe.feed(conn.raw_sock.recv(RECV_SIZE, socket.MSG_PEEK))
-        except (BlockingIOError, socket.timeout, TimeoutError, OSError):
-            pass
-        finally:
-            conn.raw_sock.settimeout(None)
+    probe.feed(conn.stream.peek_available(RECV_SIZE))
     try:
         while probe.next_packet() is not NEED_MORE:
             pass
     except ProtocolViolation as exc:
-        conn.outcome = f"raw Socket.IO no session: {exc}"
+        conn.end(Termination.PROTOCOL_ERROR, f"raw Socket.IO no session: {exc}")
         raise ProtocolViolation(f"{exc}; raw Socket.IO refused before a session") from None
 
 
-def serve(rt: Any, conn: Connection, silent: bool) -> None:
+class RawSio:
+    """The ``--raw sio`` stage: run one Socket.IO session over each connection given to it."""
+
+    def __init__(self, config: Config, sio: Any, router: Callable, max_message: int) -> None:
+        self.config, self.sio, self.router, self.max_message = config, sio, router, max_message
+
+    def __call__(self, conn: Connection, silent: bool) -> None:
+        serve(self, conn)
+
+
+def serve(raw: RawSio, conn: Connection) -> None:
     """The ``--raw sio`` stage: run one Socket.IO session over this connection.
 
     Raises:
-        ProtocolViolation: the client sent a line the framing refuses (the
-            dispatcher logs it as one line).
+        ProtocolViolation: the client sent a line the framing refuses
+            (:mod:`monoport.path` logs it as one line).
     """
-    if rt.sio is None:
-        conn.outcome = "raw Socket.IO client, but the app has no Socket.IO server"
+    if raw.sio is None:
+        conn.end(Termination.OTHER, "raw Socket.IO client, but the app has no Socket.IO server")
         return
     conn.sock.settimeout(None)
-    eio = rt.sio.eio
-    ws = RawWebSocket(conn, rt.max_message, rt.config.sio_path[0],
+    eio = raw.sio.eio
+    ws = RawWebSocket(conn, raw.max_message, raw.config.sio_path[0],
                       send_timeout=eio.ping_interval + eio.ping_timeout)
     _refuse_early(conn, ws)
     status: list[str] = []
@@ -258,14 +264,14 @@ def serve(rt: Any, conn: Connection, silent: bool) -> None:
         return lambda data: None
 
     try:
-        body: Iterable[bytes] = rt.router(environ_for(rt, conn, ws), start_response)
+        body: Iterable[bytes] = raw.router(environ_for(raw.config, conn, ws), start_response)
         for _ in body:
             pass
     finally:
         ws.close()
     if status:  # python-engineio answered with HTTP instead of running the session
-        conn.outcome = f"raw Socket.IO refused by the server ({status[0]})"
+        conn.end(Termination.PROTOCOL_ERROR, f"raw Socket.IO refused by the server ({status[0]})")
         return
-    conn.outcome = ws.ending()
+    conn.end(*ws.ending())
     if ws.violation is not None:
-        raise ProtocolViolation(f"{ws.violation}; {conn.outcome}")
+        raise ProtocolViolation(f"{ws.violation}; {conn.detail}")

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from .acme_challenge import HTTP_PREFIX
 from .wire.eiopackets import payload_error, request_error
+from .termination import Termination
 
 log = logging.getLogger("monoport")
 
@@ -130,7 +131,7 @@ class Router:
         why = f"{message} ({environ.get('REQUEST_METHOD')} ?{environ.get('QUERY_STRING', '')[:100]})"
         log.warning("bad Engine.IO request from %s: %s", environ.get("REMOTE_ADDR", "-"), why)
         if conn is not None:
-            conn.outcome = f"protocol error (engine.io: {message})"
+            conn.end(Termination.PROTOCOL_ERROR, f"protocol error (engine.io: {message})")
         body = json.dumps({"code": code, "message": message}, separators=(",", ":")).encode()
         start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
@@ -159,7 +160,7 @@ class Router:
         who = environ.get("REMOTE_ADDR", "-")
         log.warning("bad Engine.IO polling request from %s: %s", who, why)
         if conn is not None:
-            conn.outcome = f"protocol error (engine.io: {why})"
+            conn.end(Termination.PROTOCOL_ERROR, f"protocol error (engine.io: {why})")
         body = f"Bad Engine.IO payload: {why}\n".encode()
         reason = {400: "Bad Request", 413: "Payload Too Large"}[status]
         start_response(f"{status} {reason}", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])

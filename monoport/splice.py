@@ -46,6 +46,7 @@ import gevent
 from gevent import socket as gsocket
 
 from .errors import PeerUnavailable
+from .termination import Termination
 
 #: Bytes one recv() or splice() moves at most.
 CHUNK: Final = 65536
@@ -328,15 +329,16 @@ def _shut_write(sock: Any) -> None:
     sock.shutdown(socket.SHUT_WR)
 
 
-def termination_of(result: SpliceResult) -> str:
-    """The termination reason (``connection.TERMINATIONS``) of a spliced conversation.
+def termination_of(result: SpliceResult) -> Termination:
+    """The termination reason of a spliced conversation.
 
     A backend (a peer, a ``--raw`` server) that breaks mid-stream is
     ``peer_down``, not the client's doing.
     """
     if result.closed_by == ERROR:
-        return "peer_down" if result.broken_by == BACKEND else "client_aborted"
-    return {CLIENT: "client_closed", BACKEND: "server_closed", TIMEOUT: "client_timeout"}.get(result.closed_by, "other")
+        return Termination.PEER_DOWN if result.broken_by == BACKEND else Termination.CLIENT_ABORTED
+    ends = {CLIENT: Termination.CLIENT_CLOSED, BACKEND: Termination.SERVER_CLOSED, TIMEOUT: Termination.CLIENT_TIMEOUT}
+    return ends.get(result.closed_by, Termination.OTHER)
 
 
 def describe_end(result: SpliceResult) -> str:

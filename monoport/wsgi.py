@@ -23,10 +23,11 @@ from gevent import pywsgi
 
 from .connection import Connection, format_address
 from .errors import ProtocolViolation
-from .stream import Stream
+from .services import Services
+from .stream import ClientGone, Silent, Stream
+from .termination import Termination
 from .websocket import HandlerBase, limit_messages
 from .wire.httphead import MAX_HEADERS, RequestHead, parse_head
-from .wire.needmore import NEED_MORE
 from .wire.responses import simple_response
 from .wire.trust import apply_forwarded
 
@@ -61,30 +62,21 @@ def read_head(stream: Stream, timeout: float) -> RequestHead | None:
         ProtocolViolation: oversized (431) or malformed (400) head.
         OSError: the connection broke.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        if stream.buf:
-            head = parse_head(stream.buf)
-            if head is not NEED_MORE:
-                return head  # type: ignore[return-value]
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HeadTimeout()
-        stream.sock.settimeout(remaining)
-        try:
-            if not stream.fill():
-                if stream.buf:
-                    raise ProtocolViolation("connection closed in the middle of a request head")
-                return None
-        except (socket.timeout, TimeoutError):
-            raise HeadTimeout() from None
+    try:
+        return stream.read_until(parse_head, time.monotonic() + timeout)
+    except Silent:
+        raise HeadTimeout() from None
+    except ClientGone as exc:
+        if exc.partial:
+            raise ProtocolViolation("connection closed in the middle of a request head") from None
+        return None
 
 
 class Handler(HandlerBase):
     """pywsgi's handler driven by monoport for one already-sniffed connection."""
 
-    #: set by :func:`make_handler_class`
-    runtime: Any = None
+    #: what the handler uses, set on the subclass the runtime builds
+    services: Services
 
     # monoport's own attributes live in slots: pywsgi and gevent-websocket set 28
     # in the instance dict, and CPython 3.11 keeps up to 30 names as a compact
@@ -98,39 +90,38 @@ class Handler(HandlerBase):
 
     # -- one request at a time -------------------------------------------------
     def handle_one_request(self) -> Any:
-        conn, stream, rt = self.conn, self.conn.stream, self.runtime
+        conn, stream, svc = self.conn, self.conn.stream, self.services
         if conn.requests or conn.preconnected:
-            if rt.draining:
-                conn.outcome = "draining"
+            if svc.state.draining:
+                conn.end(Termination.DRAINING, "draining")
                 return None
             if not self._wait_next_request():
                 return None
             conn.preconnected = False
         try:
-            head = read_head(stream, rt.config.head_timeout)
+            head = read_head(stream, svc.config.head_timeout)
         except HeadTimeout:
-            conn.outcome = "client timeout (request head)"
+            conn.end(Termination.CLIENT_TIMEOUT, "client timeout (request head)")
             return None
         except ProtocolViolation as exc:
-            conn.outcome = f"protocol error ({exc}) -> {exc.status}"
+            conn.end(Termination.PROTOCOL_ERROR, f"protocol error ({exc}) -> {exc.status}")
             return (str(exc.status), simple_response(exc.status))
         if head is None:
-            conn.outcome = "client closed"
+            conn.end(Termination.CLIENT_CLOSED, "client closed")
             return None
         self.monoport_head: RequestHead | None = head
-        hook = getattr(rt, "before_request", None)
-        if hook is not None and hook(self, head) is False:
+        if svc.balancer.before_request(self, head) is False:
             return None
         del head  # this frame lasts as long as a WebSocket does; MessageClass takes the head from self
         conn.requests += 1
-        conn.sock.settimeout(rt.config.body_timeout)
+        conn.sock.settimeout(svc.config.body_timeout)
         stream.on_timeout = BodyStalled
         try:
             result = super().handle_one_request()
         finally:
             stream.on_timeout = None
-        if result is None and conn.outcome == "closed":
-            conn.outcome = "closed after response"
+        if result is None:
+            conn.end_unless_ended(Termination.SERVER_CLOSED, "closed after response")
         return result
 
     def read_request(self, raw_requestline: str) -> Any:
@@ -151,8 +142,7 @@ class Handler(HandlerBase):
         stream = self.conn.stream
         if head is not None and args and args[0] is stream:
             rest = head.length - getattr(self, "_line_length", head.length)
-            if 0 < rest <= len(stream.buf) and stream.buf[rest - 1:rest] == b"\n":
-                del stream.buf[:rest]
+            if stream.drop_line_rest(rest):
                 message = pywsgi.OldMessage()
                 # (lower-cased name, value), as email keeps them; private, so not in the stubs
                 message._headers = list(head.headers)  # type: ignore[attr-defined]
@@ -175,40 +165,48 @@ class Handler(HandlerBase):
 
     def _wait_next_request(self) -> bool:
         """Wait for the first byte of the next request (keep-alive idle)."""
-        conn, stream, rt = self.conn, self.conn.stream, self.runtime
-        if stream.buf:
+        conn, stream, state = self.conn, self.conn.stream, self.services.state
+        if stream.has_buffered():
             return True
-        rt.idle.add(conn)
+        state.idle.add(conn)
         try:
-            conn.sock.settimeout(rt.config.keepalive_timeout)
+            conn.sock.settimeout(self.services.config.keepalive_timeout)
             if not stream.fill():
-                conn.outcome = conn.drain_note or ("draining" if rt.draining else "client closed (keep-alive)")
+                if conn.drain_note is not None:
+                    conn.end(*conn.drain_note)
+                elif state.draining:
+                    conn.end(Termination.DRAINING, "draining")
+                else:
+                    conn.end(Termination.CLIENT_CLOSED, "client closed (keep-alive)")
                 return False
             return True
         except (socket.timeout, TimeoutError):
-            conn.outcome = "client timeout (keep-alive idle)"
+            conn.end(Termination.CLIENT_TIMEOUT, "client timeout (keep-alive idle)")
             return False
         except (OSError, ValueError):
             # shutdown() woke this wait up on purpose; over TLS gevent may say so
             # as ValueError("Read on closed or unwrapped SSL socket.")
-            if rt.draining or conn.drain_note:
-                conn.outcome = conn.drain_note or "draining"
+            if conn.drain_note is not None:
+                conn.end(*conn.drain_note)
+                return False
+            if state.draining:
+                conn.end(Termination.DRAINING, "draining")
                 return False
             raise
         finally:
-            rt.idle.discard(conn)
+            state.idle.discard(conn)
 
     # -- environ ---------------------------------------------------------------
     def get_environ(self) -> dict[str, Any]:
         env = super().get_environ()
-        conn, rt = self.conn, self.runtime
+        conn, svc = self.conn, self.services
         env["REMOTE_ADDR"] = str(conn.client[0])
         env["REMOTE_PORT"] = str(conn.client[1])
         env["SERVER_PORT"] = str(conn.local[1]) if isinstance(conn.local, tuple) else ""
         env["wsgi.url_scheme"] = "https" if conn.secure else "http"
-        apply_forwarded(env, rt.trusted)
-        env["monoport.instance_id"] = rt.config.instance_id
-        env["monoport.cluster"] = rt.config.cluster_name
+        apply_forwarded(env, svc.trusted)
+        env["monoport.instance_id"] = svc.config.instance_id
+        env["monoport.cluster"] = svc.config.cluster_name
         env["monoport.tls"] = conn.tls
         env["monoport.forwarded_by"] = conn.forwarded_by
         env["monoport.transport"] = "http"
@@ -217,15 +215,15 @@ class Handler(HandlerBase):
 
     # -- response ----------------------------------------------------------------
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
-        rt = self.runtime
-        if rt.draining or rt.balancer.forwarder_draining(self.conn):
+        svc = self.services
+        if svc.state.draining or svc.balancer.forwarder_draining(self.conn):
             # the client opens its next connection elsewhere; a forwarder that
             # is stopping ends its splice when we close
             # pywsgi's own attribute, in the instance dict its classes keep (mypy reads only our slots)
             self.close_connection = True  # type: ignore[misc]
         write = super().start_response(status, headers, exc_info)
-        if rt.config.hsts is not None and self.conn.secure:
-            self.response_headers.append((b"Strict-Transport-Security", f"max-age={rt.config.hsts}".encode()))
+        if svc.config.hsts is not None and self.conn.secure:
+            self.response_headers.append((b"Strict-Transport-Security", f"max-age={svc.config.hsts}".encode()))
         if (
             self.close_connection
             and self.code != 101
@@ -236,10 +234,10 @@ class Handler(HandlerBase):
         return write
 
     def upgrade_websocket(self) -> Any:
-        refusal = self.runtime.router.refuse_upgrade(self.environ)
+        refusal = self.services.router.refuse_upgrade(self.environ)
         if refusal is None:
             return super().upgrade_websocket()
-        self.conn.outcome = f"WebSocket refused ({refusal}) -> 400"
+        self.conn.end(Termination.PROTOCOL_ERROR, f"WebSocket refused ({refusal}) -> 400")
         body = f"{refusal}\n".encode()
         self.start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
@@ -249,33 +247,33 @@ class Handler(HandlerBase):
         self.conn.sock.settimeout(None)
         self.environ["monoport.transport"] = "websocket"
         self.conn.kind = "wss" if self.conn.secure else "ws"
-        limit_messages(self.websocket, self, self.runtime.max_message)
+        limit_messages(self.websocket, self, self.services.max_message)
         super().run_websocket()
-        if self.conn.outcome == "closed":
-            self.conn.outcome = "draining" if self.runtime.draining else "client closed (websocket)"
+        if self.services.state.draining:
+            self.conn.end_unless_ended(Termination.DRAINING, "draining")
+        else:
+            self.conn.end_unless_ended(Termination.CLIENT_CLOSED, "client closed (websocket)")
 
     def log_request(self) -> None:
-        logger = getattr(self.runtime, "access_log", None)
-        if logger is not None:
-            logger(self)
+        self.services.on_request(self)
 
     def log_error(self, msg: str, *args: Any) -> None:
         try:
             message = msg % args
         except Exception:
             message = f"{msg!r} {args!r}"
-        self.conn.outcome = f"protocol error ({message.strip()})"
+        self.conn.end(Termination.PROTOCOL_ERROR, f"protocol error ({message.strip()})")
 
     def handle_error(self, t: Any, v: BaseException, tb: Any) -> None:
         # pywsgi prints a traceback for anything the app raised; a client that
         # stalls its body or stops reading the response is one log line.
         if isinstance(v, BodyStalled):
-            self.conn.outcome = "client timeout (request body)"
+            self.conn.end(Termination.CLIENT_TIMEOUT, "client timeout (request body)")
         elif isinstance(v, (socket.timeout, TimeoutError)):
-            self.conn.outcome = "client timeout (response not read)"
+            self.conn.end(Termination.CLIENT_TIMEOUT, "client timeout (response not read)")
         elif isinstance(v, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
             # pywsgi ignores EPIPE/ECONNRESET this way, but not their TLS forms
-            self.conn.outcome = "client closed during the response"
+            self.conn.end(Termination.CLIENT_CLOSED, "client closed during the response")
         else:
             super().handle_error(t, v, tb)
             return
@@ -289,7 +287,7 @@ class Handler(HandlerBase):
     def _handle_client_error(self, ex: Exception) -> Any:
         # pywsgi prints a traceback for client errors that are not ValueError;
         # a client's bad input is one log line and a 400, never a traceback.
-        self.conn.outcome = f"protocol error ({type(ex).__name__}: {ex})"
+        self.conn.end(Termination.PROTOCOL_ERROR, f"protocol error ({type(ex).__name__}: {ex})")
         return ("400", simple_response(400))
 
 

@@ -8,6 +8,8 @@
 - No import circle between monoport modules, counting the imports made
   inside functions (a function-level import hides a circle, it does not cut
   it), beyond the ones listed in :data:`KNOWN_CIRCLES` with their reason.
+  Imports under ``if TYPE_CHECKING:`` are not counted: they name a type for
+  the checker and never run (how the typed services name what they hold).
 """
 
 from __future__ import annotations
@@ -110,7 +112,12 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for current, path in paths.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {id(inner) for node in ast.walk(tree) if _is_type_checking_block(node)
+                       for stmt in node.body for inner in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom):
                 source = _resolve(current, path.name == "__init__.py", node.level, node.module)
                 for alias in node.names:  # ``from . import x`` imports the module x
@@ -119,6 +126,21 @@ def import_graph() -> dict[str, set[str]]:
                 targets.update(alias.name for alias in node.names)
         graph[current] = {t for t in targets if t in paths and t != current}
     return graph
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def test_imports_for_the_type_checker_only_are_not_counted(tmp_path):
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nfrom .c import C\n"
+    tree = ast.parse(source)
+    blocks = [node for node in ast.walk(tree) if _is_type_checking_block(node)]
+    assert len(blocks) == 1 and isinstance(blocks[0].body[0], ast.ImportFrom)
 
 
 def import_circles(graph: dict[str, set[str]]) -> list[set[str]]:

@@ -23,7 +23,7 @@ def test_accepted_sockets_have_nagle_off():
     # body of every keep-alive response waits ~40 ms for a delayed ACK.
     runtime = _Runtime()
     server_sock = bind_socket("127.0.0.1", 0)
-    listener = Listener(server_sock, runtime)
+    listener = Listener(server_sock, runtime.serve_connection, runtime.pool)
     client = socket.create_connection(server_sock.getsockname(), timeout=10)
     try:
         accepted, address = server_sock.accept()
@@ -41,7 +41,7 @@ def test_a_connection_accepted_just_before_a_stop_is_still_served_and_closed():
     # between the accept and the start of the connection's greenlet.
     runtime = _Runtime()
     server_sock = bind_socket("127.0.0.1", 0)
-    listener = Listener(server_sock, runtime)
+    listener = Listener(server_sock, runtime.serve_connection, runtime.pool)
     listener.start()
     client = socket.create_connection(server_sock.getsockname(), timeout=10)
     try:

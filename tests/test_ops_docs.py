@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from monoport.ops.accesslog import FIELDS
-from monoport.connection import TERMINATION_REASONS, termination_of
+import re
+
+from monoport.termination import TERMINATION_REASONS, Termination
 from monoport.ops.metrics import METRICS
 from tests.conftest import ROOT
 
@@ -22,15 +24,21 @@ def test_every_termination_reason_and_log_field_is_in_the_readme():
     assert " ".join(f'"{f}"' if f in ("request", "detail") else f for f in FIELDS) in OPERATIONS
 
 
-def test_outcome_texts_map_onto_the_documented_reasons():
-    assert termination_of("client closed (keep-alive)") == "client_closed"
-    assert termination_of("connection error (ConnectionResetError: reset)") == "client_aborted"
-    assert termination_of("client timeout (request head)") == "client_timeout"
-    assert termination_of("sniff timeout (silent client); raw TCP is off") == "sniff_timeout"
-    assert termination_of("TLS handshake failed (timeout)") == "tls_failed"
-    assert termination_of("protocol error (engine.io: bad packet)") == "protocol_error"
-    assert termination_of("closed after response") == "server_closed"
-    assert termination_of("draining") == "draining"
-    assert termination_of("raw Socket.IO sid=ab.cd: 3 lines in, 2 out, client closed") == "client_closed"
-    assert termination_of("raw Socket.IO sid=ab.cd: 3 lines in, 2 out, cut off") == "protocol_error"
-    assert termination_of("something new") == "other"
+def test_every_termination_is_a_documented_reason_and_other_is_last():
+    assert TERMINATION_REASONS == tuple(reason.value for reason in Termination)
+    assert TERMINATION_REASONS[-1] == "other"
+    assert len(set(TERMINATION_REASONS)) == len(TERMINATION_REASONS)
+
+
+def test_connections_end_only_through_conn_end():
+    # The reason is typed where it is known: nothing sets a free-form outcome
+    # or a termination on a connection from outside it.
+    package = ROOT / "monoport"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "connection.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bconn\.(outcome|detail|termination|ended)\s*=[^=]", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert offenders == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monoport.wire import proxyproto
-from monoport.balancer import _is_full_answer
+from monoport.forwarding import is_full_answer as _is_full_answer
 from monoport.config import from_sources
 from monoport.errors import ConfigError
 from monoport.peers import FALL, RISE, PeerTable, parse_health

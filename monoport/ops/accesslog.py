@@ -23,7 +23,7 @@ served         ``local`` or the id of the peer instance it was forwarded to
 termination    conn: one of client_closed, client_aborted, client_timeout,
                sniff_timeout, tls_failed, protocol_error, peer_down,
                server_full, client_limit, server_closed, draining, other
-               (see ``connection.TERMINATIONS``); req: ``-``
+               (see :class:`monoport.termination.Termination`); req: ``-``
 detail         the free-form outcome text (conn) or ``-``, JSON-quoted; a conn line ends with
                ``; Socket.IO session recovered`` when --recovery gave a client its
                session back over it (WebSocket and raw connections)
@@ -106,8 +106,8 @@ def connection_record(conn: Connection) -> dict[str, Any]:
     record = _base(conn, "conn")
     record.update({
         "request": None, "status": None, "bytes_in": conn.bytes_in, "bytes_out": conn.bytes_out,
-        "duration": round(time.monotonic() - conn.started, 3), "termination": conn.termination,
-        "detail": conn.outcome + ("; Socket.IO session recovered" if conn.sio_recovered else ""),
+        "duration": round(time.monotonic() - conn.started, 3), "termination": conn.termination.value,
+        "detail": conn.detail + ("; Socket.IO session recovered" if conn.sio_recovered else ""),
     })
     return record
 

@@ -31,7 +31,8 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from ..connection import TERMINATION_REASONS, format_address
+from ..connection import format_address
+from ..termination import TERMINATION_REASONS
 
 #: Histogram bucket bounds in seconds (Prometheus' defaults, plus 30 s for
 #: slow long-polling requests and 60 s for the longest ones).
@@ -143,7 +144,7 @@ class Stats:
         self.open.discard(conn)
         self.out.discard(conn)
         self.live[conn.kind] -= 1
-        termination = conn.termination
+        termination = conn.termination.value
         if conn.kind in SNIFFING and termination == "client_closed":
             self.sniffed["closed"] += 1
         self.closed[(conn.kind, bool(conn.secure), termination)] += 1
