@@ -42,7 +42,7 @@ from typing import Any, Callable, Final, Iterable
 
 import gevent
 
-from .config import HostPort
+from .config_values import HostPort
 from .connection import format_address
 from .errors import PeerUnavailable
 from .load import least_loaded_key

@@ -6,7 +6,7 @@ import pytest
 
 from monoport.wire import proxyproto
 from monoport.balancer import _is_full_answer
-from monoport.config import from_sources
+from monoport.config_sources import from_sources
 from monoport.errors import ConfigError
 from monoport.peers import FALL, RISE, PeerTable, parse_health
 
