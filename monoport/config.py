@@ -16,10 +16,29 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .config_values import (LETSENCRYPT_PRODUCTION, HostPort, parse_admin_prefix, parse_cluster, parse_count,
-                            parse_credentials, parse_directory, parse_domains, parse_duration, parse_hostport,
-                            parse_instance_id, parse_network, parse_origin, parse_port, parse_raw, parse_rate,
-                            parse_redis_url, parse_retry, parse_sibling, parse_sio_path, parse_wait)
+from .config_values import (
+    LETSENCRYPT_PRODUCTION,
+    HostPort,
+    parse_admin_prefix,
+    parse_cluster,
+    parse_count,
+    parse_credentials,
+    parse_directory,
+    parse_domains,
+    parse_duration,
+    parse_hostport,
+    parse_instance_id,
+    parse_network,
+    parse_origin,
+    parse_port,
+    parse_rate,
+    parse_raw,
+    parse_redis_url,
+    parse_retry,
+    parse_sibling,
+    parse_sio_path,
+    parse_wait,
+)
 
 ENV_PREFIX = "MONOPORT_"
 #: What ``--app`` means when it is not given (the demo app in webapp/); appload imports it.
