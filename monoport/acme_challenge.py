@@ -2,7 +2,7 @@
 
 Theory of operation:
 
-1. The ordering code (:mod:`monoport.acme_client`) calls :meth:`Challenges.put_tls_alpn`
+1. The ordering code (:mod:`monoport.acme_order`) calls :meth:`Challenges.put_tls_alpn`
    / :meth:`Challenges.put_http` before it tells the CA to validate, and
    :meth:`Challenges.remove` once the authorization is settled.
 2. The registry is a directory under ``--certs-dir`` (``acme/challenges``): one

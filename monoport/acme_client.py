@@ -1,4 +1,4 @@
-"""Automatic HTTPS: order certificates from an ACME CA, keep them, renew them.
+"""Automatic HTTPS, the schedule: which certificate is due, when to try again, what others stored.
 
 Theory of operation:
 
@@ -24,29 +24,24 @@ Theory of operation:
    is one log line; the next attempt waits ``--acme-retry`` MIN, doubling up
    to MAX; the current certificate is kept.
 
-The ``acme`` package (certbot's) speaks the protocol; it is synchronous
-(requests) and so runs under gevent's monkey-patching. Its 5.x releases have
-no TLS-ALPN-01 challenge class: :class:`TLSALPN01` registers one.
+The talk with the CA (account, order, challenges, finalization) is
+:mod:`monoport.acme_order`'s; this module decides when it happens.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Final
 
-import josepy as jose
-from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from . import __version__
-from .acme_challenge import key_pem, write_private
+from .acme_challenge import write_private
+from .acme_order import NETWORK_TIMEOUT, ORDER_TIMEOUT, OrderFlow, describe
 from .acme_store import Store, stand_in
 
 log = logging.getLogger("monoport")
@@ -58,29 +53,8 @@ RENEW_REMAINING: Final = 1 / 3
 CHECK_INTERVAL: Final = 5.0
 #: While another process holds the lock (it is ordering), look again this often.
 LOCK_POLL: Final = 1.0
-#: How long one order may take, from new-order to the certificate.
-ORDER_TIMEOUT: Final = 90.0
-#: Seconds to wait for a network answer from the directory.
-NETWORK_TIMEOUT: Final = 30
 #: Expiry of the Redis order lock: longer than any order, so only a holder that died leaves it to expire.
 REDIS_LOCK_SECONDS: Final = 2 * ORDER_TIMEOUT + NETWORK_TIMEOUT
-
-
-class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
-    """The (empty-bodied) answer that tells the CA to validate a tls-alpn-01 challenge."""
-
-    typ = "tls-alpn-01"
-
-
-@challenges.Challenge.register
-class TLSALPN01(challenges.KeyAuthorizationChallenge):
-    """RFC 8737's challenge, which acme 5.x no longer ships."""
-
-    response_cls = TLSALPN01Response
-    typ = response_cls.typ
-
-    def validation(self, account_key: jose.JWK, **kwargs: Any) -> str:
-        return self.key_authorization(account_key)
 
 
 def _now() -> dt.datetime:
@@ -117,13 +91,6 @@ class Managed:
         return self.names[0]
 
 
-@dataclass
-class _Order:
-    """The pieces of one order, kept so challenges are removed whatever happens."""
-
-    placed: list[tuple[str | None, str | None]] = field(default_factory=list)
-
-
 class Manager:
     """Orders and renews every ``--acme`` certificate of one process."""
 
@@ -139,8 +106,7 @@ class Manager:
         self.on_change = on_change
         self.clock = clock
         self.certs = [Managed(names) for names in config.acme]
-        self._client: client.ClientV2 | None = None
-        self._account_key: jose.JWKEC | None = None
+        self.orders = OrderFlow(config, self.store)
         for managed in self.certs:
             self._load_stored(managed)
 
@@ -245,13 +211,13 @@ class Manager:
             what = "renewing" if managed.cert is not None else "ordering"
             log.info("acme: %s a certificate for %s from %s", what, ", ".join(managed.names), self.directory_url)
             try:
-                self._order(managed)
+                self.orders.order(managed.primary, managed.names)
             except Exception as exc:  # the CA, the network or the challenge: one line, back off
                 managed.failures += 1
-                managed.last_error = _describe(exc)
+                managed.last_error = describe(exc)
                 delay = backoff(managed.failures, self.retry_min, self.retry_max)
                 managed.retry_at = self.clock() + delay
-                self._client = None  # a fresh directory, nonce and account next time
+                self.orders.reset()  # a fresh directory, nonce and account next time
                 log.log(self._urgency(managed), "acme: %s %s failed (attempt %d): %s; next attempt in %.0fs, %s",
                         what, ", ".join(managed.names), managed.failures, managed.last_error, delay,
                         self._keeping(managed))
@@ -320,83 +286,6 @@ class Manager:
             "the current certificate HAS EXPIRED"
 
     # -- the protocol ------------------------------------------------------------------
-    def _acme(self) -> client.ClientV2:
-        if self._client is not None:
-            return self._client
-        if self._account_key is None:
-            self._account_key = jose.JWKEC(key=self.store.account_key())
-        verify: Any = self.config.acme_ca_bundle or True
-        net = client.ClientNetwork(self._account_key, alg=jose.ES256, verify_ssl=verify,
-                                   user_agent=f"monoport/{__version__}", timeout=NETWORK_TIMEOUT)
-        directory = client.ClientV2.get_directory(self.directory_url, net)
-        acme = client.ClientV2(directory, net)
-        state = self.store.load_state()
-        account_url = state.get("accounts", {}).get(self.directory_url)
-        if account_url:
-            net.account = messages.RegistrationResource(uri=account_url, body=messages.Registration())
-        else:
-            contact = (f"mailto:{self.config.acme_email}",) if self.config.acme_email else ()
-            registration = messages.NewRegistration(contact=contact, terms_of_service_agreed=True)
-            try:
-                regr = acme.new_account(registration)
-            except errors.ConflictError as exc:  # the key is known already: use that account
-                regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
-                net.account = regr
-            state.setdefault("accounts", {})[self.directory_url] = regr.uri
-            self.store.save_state(state)
-            log.info("acme: account %s registered with %s", regr.uri, self.directory_url)
-        self._client = acme
-        return acme
-
-    def _order(self, managed: Managed) -> None:
-        acme = self._acme()
-        key = ec.generate_private_key(ec.SECP256R1())
-        private = key_pem(key)
-        csr = crypto_util.make_csr(private, list(managed.names))
-        try:
-            order = acme.new_order(csr)
-        except messages.Error as exc:
-            if exc.code == "accountDoesNotExist":  # the CA forgot us (a test CA restarted)
-                self._forget_account()
-            raise
-        pending = _Order()
-        try:
-            for authz in order.authorizations:
-                if authz.body.status == messages.STATUS_VALID:
-                    continue
-                self._answer(acme, authz, pending)
-            deadline = dt.datetime.now() + dt.timedelta(seconds=ORDER_TIMEOUT)
-            order = acme.poll_and_finalize(order, deadline)
-        finally:
-            for name, token in pending.placed:
-                self.challenges.remove(name=name, token=token)
-        self.store.save_cert(managed.primary, managed.names, self.directory_url, private,
-                             order.fullchain_pem.encode())
-
-    def _answer(self, acme: client.ClientV2, authz: messages.AuthorizationResource, pending: _Order) -> None:
-        """Place the answer to one authorization's challenge, then tell the CA to check it."""
-        name = authz.body.identifier.value
-        by_type = {c.chall.typ: c for c in authz.body.challenges}
-        challb = next((by_type[t] for t in self.config.acme_challenge if t in by_type), None)
-        if challb is None:
-            offered = ", ".join(by_type)
-            wanted = ", ".join(self.config.acme_challenge)
-            raise errors.Error(f"the CA offers no {wanted} challenge for {name} (offered: {offered})")
-        response, validation = challb.response_and_validation(self._account_key)
-        if isinstance(challb.chall, TLSALPN01):
-            self.challenges.put_tls_alpn(name, validation)
-            pending.placed.append((name, None))
-        else:
-            token = challb.chall.encode("token")
-            self.challenges.put_http(token, validation)
-            pending.placed.append((None, token))
-        acme.answer_challenge(challb, response)
-
-    def _forget_account(self) -> None:
-        state = self.store.load_state()
-        state.get("accounts", {}).pop(self.directory_url, None)
-        self.store.save_state(state)
-
     # -- visibility -----------------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
         """Per certificate: names, issuer, not-after, seconds until renewal, failed attempts."""
@@ -420,18 +309,3 @@ def _issuer(cert: x509.Certificate | None) -> str:
         return "-"
     names = cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else cert.issuer.rfc4514_string()
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for a failed attempt: the CA's problem document, or the exception."""
-    if isinstance(exc, messages.Error):
-        return f"{exc.typ or 'error'}: {exc.detail or exc.title or ''}".strip()
-    if isinstance(exc, errors.ValidationError):  # say what the validator saw
-        problems = [f"{authz.body.identifier.value}: {chall.error.typ}: {chall.error.detail}"
-                    for authz in exc.failed_authzrs for chall in authz.body.challenges if chall.error]
-        return "challenge rejected (" + "; ".join(problems or ["no detail"]) + ")"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    os_error = re.search(r"\[Errno \d+\] [^'\")]+", text)  # requests nests the socket error deep inside
-    if os_error:
-        text = os_error.group(0)
-    return f"{type(exc).__name__}: {text}"[:300]

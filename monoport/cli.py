@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Mapping, Sequence
 
-from .config import build_parser, from_sources
+from .config_sources import build_parser, from_sources
 from .errors import ConfigError
 
 log = logging.getLogger("monoport")

@@ -32,7 +32,7 @@ import logging
 import time
 from typing import Any, Final
 
-from .config import HostPort, parse_hostport
+from .config_values import HostPort, parse_hostport
 from .connection import format_address
 from .errors import ConfigError
 

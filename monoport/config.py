@@ -1,27 +1,45 @@
-"""The one Config: declared once, parsed from defaults < environment < flags.
+"""The one Config: every option declared once, with its flags, help, environment names and parser.
 
 Every option is a field of :class:`Config` whose metadata carries its flags,
 help, environment variable and parser; the argparse CLI, the environment
-reader and the README's flag table are all generated from those fields, so
-an option is written down exactly once. Turning a Config into live objects
-(SSL contexts, the app) is a separate step (:mod:`monoport.runtime`).
+reader (:mod:`monoport.config_sources`) and the README's flag table are all
+generated from those fields, so an option is written down exactly once. The
+parsers of single values and the checks across options live in
+:mod:`monoport.config_values`. Turning a Config into live objects (SSL
+contexts, the app) is a separate step (:mod:`monoport.runtime`).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import ipaddress
 import os
-import re
-import secrets
-import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import ConfigError
+from .config_values import (
+    LETSENCRYPT_PRODUCTION,
+    HostPort,
+    parse_admin_prefix,
+    parse_cluster,
+    parse_count,
+    parse_credentials,
+    parse_directory,
+    parse_domains,
+    parse_duration,
+    parse_hostport,
+    parse_instance_id,
+    parse_network,
+    parse_origin,
+    parse_port,
+    parse_rate,
+    parse_raw,
+    parse_redis_url,
+    parse_retry,
+    parse_sibling,
+    parse_sio_path,
+    parse_wait,
+)
 
-HostPort = tuple[str, int]
 ENV_PREFIX = "MONOPORT_"
 #: What ``--app`` means when it is not given (the demo app in webapp/); appload imports it.
 DEFAULT_APP_SPEC = "webapp"
@@ -47,163 +65,6 @@ def option(
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for repeatable defaults")
     return field(default=default, metadata=meta)
-
-
-def parse_hostport(text: str) -> HostPort:
-    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (all interfaces) into a tuple."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def parse_duration(text: str, zero: bool = False) -> float:
-    value = float(text.rstrip("s"))
-    if not (value >= 0 if zero else value > 0):
-        raise ValueError(f"expected a {'' if zero else 'positive '}number of seconds, got {text!r}")
-    return value
-
-
-def parse_rate(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"expected a positive number per second, got {text!r}")
-    return value
-
-
-def parse_port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"expected a port number, got {text!r}")
-    return value
-
-
-def parse_count(text: str, allow_zero: bool = False) -> int:
-    value = int(text)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"expected a {'non-negative' if allow_zero else 'positive'} integer, got {text!r}")
-    return value
-
-
-def parse_origin(text: str) -> str:
-    """``*`` or ``scheme://host[:port]``, as browsers send it in ``Origin``."""
-    if text == "*":
-        return text
-    scheme, sep, rest = text.partition("://")
-    if scheme not in ("http", "https") or not sep or not rest or "/" in rest.rstrip("/"):
-        raise ValueError(f"expected * or an origin such as https://example.com, got {text!r}")
-    return f"{scheme}://{rest.rstrip('/')}"
-
-
-def parse_network(text: str) -> str:
-    if text == "*":
-        return "0.0.0.0/0"
-    return str(ipaddress.ip_network(text, strict=False))
-
-
-def parse_instance_id(text: str) -> str:
-    allowed = set(string.ascii_lowercase + string.digits)
-    if not 1 <= len(text) <= 16 or not set(text) <= allowed:
-        raise ValueError("expected 1-16 characters of [a-z0-9]")
-    return text
-
-
-CLUSTER_CHARS = frozenset(string.ascii_letters + string.digits + "._:-")
-
-
-def parse_cluster(text: str) -> str:
-    if not 1 <= len(text) <= 64 or not set(text) <= CLUSTER_CHARS:
-        raise ValueError("expected 1-64 characters of [A-Za-z0-9._:-]")
-    return text
-
-
-def parse_sibling(text: str) -> tuple[str, HostPort]:
-    """``ID@HOST:PORT``: a worker of the same master, known before it answers."""
-    instance_id, sep, address = text.partition("@")
-    if not sep:
-        raise ValueError(f"expected ID@HOST:PORT, got {text!r}")
-    return parse_instance_id(instance_id), parse_hostport(address)
-
-
-def parse_raw(text: str) -> str:
-    if text in ("sio", "off"):
-        return text
-    parse_hostport(text)
-    return text
-
-
-def parse_sio_path(text: str) -> str:
-    if not text.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {text!r}")
-    return text if text.endswith("/") else text + "/"
-
-
-def parse_admin_prefix(text: str) -> str:
-    prefix = parse_sio_path(text).rstrip("/")
-    if not prefix:
-        raise ValueError("the admin pages need a prefix of their own, not '/'")
-    return prefix
-
-
-def parse_credentials(text: str) -> str:
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("expected USER:PASSWORD")
-    return text
-
-
-def parse_wait(text: str) -> float:
-    value = float(text.rstrip("s"))
-    if value < 0:
-        raise ValueError(f"expected seconds >= 0, got {text!r}")
-    return value
-
-
-def parse_redis_url(text: str) -> str:
-    scheme = text.partition("://")[0].lower()
-    if scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
-        raise ValueError(f"expected a redis:// URL, got {text!r}")
-    return text
-
-
-#: Let's Encrypt's ACME directories; ``--acme-directory staging`` names the second.
-LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
-LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-
-
-def parse_domains(text: str) -> tuple[str, ...]:
-    """``name`` or ``name1,name2``: the DNS names of one certificate, lower-cased."""
-    names = tuple(dict.fromkeys(part.strip().lower().rstrip(".") for part in text.split(",") if part.strip()))
-    label = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-    for name in names:
-        if not re.fullmatch(rf"(?:{label}\.)+{label}", name) or len(name) > 253:
-            raise ValueError(f"expected a DNS name such as chat.example.com, got {name!r}")
-    if not names:
-        raise ValueError("expected a DNS name")
-    return names
-
-
-def parse_directory(text: str) -> str:
-    if text == "staging":
-        return LETSENCRYPT_STAGING
-    if text in ("production", "letsencrypt"):
-        return LETSENCRYPT_PRODUCTION
-    if not text.startswith(("https://", "http://")):
-        raise ValueError(f"expected an https:// directory URL or 'staging', got {text!r}")
-    return text
-
-
-def parse_retry(text: str) -> tuple[float, float]:
-    low, sep, high = text.partition(":")
-    first, last = parse_duration(low), parse_duration(high) if sep else parse_duration(low)
-    if last < first:
-        raise ValueError(f"expected MIN:MAX seconds with MIN <= MAX, got {text!r}")
-    return first, last
-
-
-def random_instance_id() -> str:
-    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(4))
 
 
 @dataclass(frozen=True)
@@ -458,132 +319,6 @@ def options() -> list[dataclasses.Field]:
 
 def env_names(f: dataclasses.Field) -> tuple[str, ...]:
     return (ENV_PREFIX + f.name.upper(),) + tuple(f.metadata["env"])
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="monoport",
-        description="One port for TLS, HTTP, WebSocket, Socket.IO, Flash policy and raw TCP.",
-        argument_default=argparse.SUPPRESS,
-    )
-    for f in options():
-        meta = f.metadata
-        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
-        if meta["switch"]:
-            kwargs["action"] = "store_true"
-        else:
-            kwargs["action"] = "append" if meta["repeat"] else "store"
-            if meta["choices"]:
-                kwargs["choices"] = meta["choices"]
-            if meta["metavar"]:
-                kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(*meta["flags"], **kwargs)
-    parser.add_argument("--check", "--check-config", dest="check", action="store_true",
-                        help="build the whole configuration, print a summary and exit (0 good, 2 bad)")
-    parser.add_argument("--version", action="version", version=_version())
-    return parser
-
-
-def _version() -> str:
-    from . import __version__
-
-    return f"monoport {__version__}"
-
-
-def _convert(f: dataclasses.Field, raw: Any) -> Any:
-    meta = f.metadata
-    flag = meta["flags"][0]
-    if meta["switch"]:
-        if isinstance(raw, bool):
-            return raw
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(flag, f"expected true or false, got {raw!r}")
-    items = raw if isinstance(raw, list) else [raw]
-    values = []
-    for item in items:
-        if meta["choices"] and item not in meta["choices"]:
-            raise ConfigError(flag, f"expected one of {', '.join(meta['choices'])}, got {item!r}")
-        try:
-            values.append(meta["parse"](item))
-        except ValueError as exc:
-            raise ConfigError(flag, str(exc)) from None
-    return tuple(values) if meta["repeat"] else values[0]
-
-
-def from_sources(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> tuple[Config, argparse.Namespace]:
-    """Build the Config from defaults < environment < command line.
-
-    Raises:
-        ConfigError: a value is wrong (argparse itself exits 2 on unknown flags).
-    """
-    environ = os.environ if environ is None else environ
-    ns = build_parser().parse_args(argv)
-    values: dict[str, Any] = {}
-    for f in options():
-        for name in env_names(f):
-            if environ.get(name) not in (None, ""):
-                raw: str | list[str] = environ[name]
-                if f.metadata["repeat"]:
-                    raw = [part for part in environ[name].replace(",", " ").split() if part]
-                values[f.name] = _convert(f, raw)
-                break
-        if hasattr(ns, f.name):
-            values[f.name] = _convert(f, getattr(ns, f.name))
-    port = environ.get("PORT")
-    if port and "bind" not in values:
-        try:
-            values["bind"] = (("0.0.0.0", parse_port(port)),)
-        except ValueError:
-            raise ConfigError("PORT", f"expected a port number, got {port!r}") from None
-    notes: list[str] = []
-    concurrency = environ.get("WEB_CONCURRENCY")
-    if concurrency and "workers" not in values:
-        if values.get("redis"):
-            values["workers"] = _convert(_field("workers"), concurrency)
-        else:
-            notes.append(f"WEB_CONCURRENCY={concurrency} ignored without Redis (--redis or REDIS_URL): "
-                         "running one worker, since broadcasts would miss clients of the others")
-    ns.notes = notes
-    if not values.get("instance_id"):
-        values["instance_id"] = random_instance_id()
-    config = Config(**values)
-    validate(config, environ)
-    return config, ns
-
-
-def _field(name: str) -> dataclasses.Field:
-    return next(f for f in options() if f.name == name)
-
-
-def validate(config: Config, environ: Mapping[str, str]) -> None:
-    """Cross-field checks that no single parser can make."""
-    if not config.redis:
-        # Without a shared message bus an emit reaches only this process's
-        # clients: refusing is better than silently missing broadcasts.
-        if config.peer:
-            raise ConfigError("--peer", "peers need --redis (or REDIS_URL), or emits to rooms miss other instances' clients")
-        if config.workers > 1:
-            raise ConfigError("--workers", "more than one worker needs --redis (or REDIS_URL), "
-                              "or emits to rooms miss other workers' clients")
-    if len(config.cert) != len(config.key):
-        raise ConfigError("--cert", "every --cert needs a --key at the same position")
-    for path in config.cert + config.key:
-        if not os.path.isfile(path):
-            flag = "--cert" if path in config.cert else "--key"
-            raise ConfigError(flag, f"no such file: {path}")
-    if config.acme:
-        if config.tls == "off":
-            raise ConfigError("--acme", "needs TLS; drop --tls off")
-        if config.acme_directory == LETSENCRYPT_PRODUCTION and not config.acme_agree_tos:
-            raise ConfigError("--acme", "Let's Encrypt's production CA needs --acme-agree-tos "
-                              "(its terms: https://letsencrypt.org/repository/)")
-        if config.acme_ca_bundle and not os.path.isfile(config.acme_ca_bundle):
-            raise ConfigError("--acme-ca-bundle", f"no such file: {config.acme_ca_bundle}")
-    if config.flash_policy and not os.path.isfile(config.flash_policy):
-        raise ConfigError("--flash-policy", f"no such file: {config.flash_policy}")
 
 
 def tls_mode(config: Config, environ: Mapping[str, str] | None = None) -> str:

@@ -136,7 +136,7 @@ class Connection:
         #: TLS with ALPN http/1.1, then silent past the sniff timeout: a browser's preconnect, served as
         #: an idle keep-alive connection (waits --keepalive-timeout for its first request), not as raw TCP
         self.preconnected = False
-        #: a Socket.IO session was recovered on this connection (--recovery; set by monoport.recovery):
+        #: a Socket.IO session was recovered on this connection (--recovery; set by monoport.recovery_sessions):
         #: the access log's conn line says so
         self.sio_recovered = False
         #: the client key --max-conns-per-ip counts this connection under, once counted

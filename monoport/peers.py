@@ -1,4 +1,4 @@
-"""The other instances: who they are, whether they are healthy, how full they are.
+"""The peer table: the other instances, whether they are healthy, how full, who takes what.
 
 Theory of operation:
 
@@ -7,10 +7,9 @@ Theory of operation:
   (discovered; see :mod:`monoport.cluster`). The same ``--peer`` list can be
   given to every machine: an address that turns out to be this instance
   (its health answer carries our own id) is ignored.
-* Health is polled every :data:`POLL_INTERVAL` over the peer listener itself,
-  with a PROXY v2 LOCAL header in front of ``GET <admin>/health``. Polling
-  the path that forwards take proves the forwarding path works, and needs no
-  certificate trust as the public port (possibly TLS) would.
+* Health is polled every second over the peer listener itself
+  (:mod:`monoport.peer_health`, the I/O); this table only records each
+  answer (:meth:`PeerTable.record`) and decides from what it recorded.
 * A peer starts down. :data:`RISE` passes in a row mark it up, :data:`FALL`
   failures in a row down; a refused forward marks it down at once
   (:meth:`PeerTable.mark_down`). Only up, non-draining peers with free
@@ -32,7 +31,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -40,25 +38,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final, Iterable
 
-import gevent
-
-from .config import HostPort
+from .config_values import HostPort
 from .connection import format_address
-from .errors import PeerUnavailable
 from .load import least_loaded_key
-from .wire import proxyproto
+from .peer_health import HealthPoller
 
 log = logging.getLogger("monoport")
 
-#: Seconds between two health polls of one peer (DESIGN: every second).
-POLL_INTERVAL: Final = 1.0
-#: Deadline of one health poll, connect to last byte, in seconds.
-POLL_TIMEOUT: Final = 1.5
 #: Consecutive passes that mark a peer up, and failures that mark it down.
 RISE: Final = 2
 FALL: Final = 2
-#: A health answer is a few hundred bytes; read at most this much.
-HEALTH_MAX_BYTES: Final = 65536
 #: How many ids of peers that stopped announcing are remembered (their forwarded connections close).
 GONE_REMEMBERED: Final = 64
 #: How many strangers (instances of other clusters) are remembered, to warn once about each.
@@ -134,28 +123,8 @@ class Peer:
         }
 
 
-def parse_health(response: bytes) -> dict[str, Any]:
-    """The JSON of a health answer: ``200``, or ``503`` from a draining or starting instance (pure).
-
-    Raises:
-        ValueError: not a 200 or 503 with a JSON object carrying ``id``.
-    """
-    head, sep, body = response.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].split()
-    if not sep or len(status_line) < 2 or status_line[1] not in (b"200", b"503"):
-        raise ValueError(f"health answered {head[:40]!r}")
-    if b"transfer-encoding: chunked" in head.lower():
-        raise ValueError("chunked health answer")
-    data = json.loads(body)
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise ValueError("health answer without an id")
-    if status_line[1] == b"503" and data.get("draining") is not True and data.get("ready") is not False:
-        raise ValueError("health answered 503 without draining or starting")
-    return data
-
-
 class PeerTable:
-    """Every known peer, their health, and the poller that keeps it current."""
+    """Every known peer and what this instance concluded from their health answers."""
 
     def __init__(self, my_id: str, health_path: str,
                  dial: Callable[[HostPort, float], socket.socket], stats: Any = None,
@@ -166,14 +135,13 @@ class PeerTable:
         self.strangers = Strangers(stats)
         #: the runtime's Stats: told every peer's state for the stats page
         self.stats = stats
-        self.health_path = health_path
         #: called once when a peer starts draining (the balancer ends what ties it to us)
         self.on_draining: Callable[[Peer], None] | None = None
         #: ids of discovered peers that stopped announcing themselves, newest last
         self.gone: deque[str] = deque(maxlen=GONE_REMEMBERED)
-        self.dial = dial
         self.peers: dict[HostPort, Peer] = {}
-        self._poller: gevent.Greenlet | None = None
+        #: polls each peer's health over ``dial`` and hands every answer to :meth:`checked`
+        self.poller: HealthPoller[Peer] = HealthPoller(health_path, dial, self.checked)
 
     # -- membership ----------------------------------------------------------
     def add(self, address: HostPort, *, peer_id: str | None = None, static: bool = False,
@@ -303,13 +271,9 @@ class PeerTable:
                             "(another deployment on the same Redis or --peer list?)",
                             format_address(peer.address), info.get("id"), theirs, self.cluster)
 
-    def check(self, peer: Peer) -> None:
-        try:
-            info = self.fetch_health(peer.address)
-        except (OSError, ValueError, PeerUnavailable) as exc:
-            self.record(peer, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        else:
-            self.record(peer, info, None)
+    def checked(self, peer: Peer, info: dict[str, Any] | None, error: str | None) -> None:
+        """A health poll of ``peer`` ended (``info``: its answer, else ``error``): record it, tell the stats."""
+        self.record(peer, info, error)
         if self.stats is not None:
             self.stats.remove_peer(peer.name.replace(f"{peer.id}@", "?@", 1))  # its entry before its id was known
             if peer.is_self:
@@ -317,49 +281,13 @@ class PeerTable:
             else:
                 self.stats.set_peer(peer.id or peer.name, **peer.snapshot())
 
-    def fetch_health(self, address: HostPort) -> dict[str, Any]:
-        deadline = time.monotonic() + POLL_TIMEOUT
-        sock = self.dial(address, POLL_TIMEOUT)
-        try:
-            request = (f"GET {self.health_path} HTTP/1.1\r\nHost: monoport-peer\r\n"
-                       "Connection: close\r\nUser-Agent: monoport-health\r\n\r\n").encode()
-            sock.sendall(proxyproto.build_v2_local() + request)
-            chunks, size = [], 0
-            while size < HEALTH_MAX_BYTES:
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-                size += len(data)
-            return parse_health(b"".join(chunks))
-        finally:
-            sock.close()
-
-    def poll_once(self) -> None:
-        peers = [p for p in self.peers.values() if not p.is_self]
-        jobs = [gevent.spawn(self.check, peer) for peer in peers]
-        gevent.joinall(jobs, timeout=POLL_TIMEOUT + 1)
-        for job in jobs:
-            job.kill(block=False)
-
+    # -- polling (the I/O is monoport.peer_health's) ----------------------------------
     def start(self, before_each: Callable[[], None] | None = None) -> None:
-        def loop() -> None:
-            while True:
-                started = time.monotonic()
-                try:
-                    if before_each is not None:
-                        before_each()
-                    self.poll_once()
-                except Exception:  # a bug of ours: say so, and keep the peers current
-                    log.exception("peer poll failed; polling again in %.0fs", POLL_INTERVAL)
-                gevent.sleep(max(POLL_INTERVAL - (time.monotonic() - started), 0.05))
-
-        self._poller = gevent.spawn(loop)
+        """Poll every peer but this instance, every POLL_INTERVAL, until :meth:`stop`."""
+        self.poller.start(lambda: [p for p in self.peers.values() if not p.is_self], before_each)
 
     def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.kill(block=False)
+        self.poller.stop()
 
 
 def _resolve(host: str) -> set[str]:

@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from . import splice
 from .balancer import Balancer
-from .config import Config, parse_hostport
+from .config import Config
+from .config_values import parse_hostport
 from .connection import Connection, format_address
 from .errors import PeerUnavailable
 from .rawtcp import RawSio

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .recovery import RecoveringMixin, Refused, Session
+from .recovery_manager import RecoveringMixin, Refused, Session
 
 #: packets the in-memory store keeps at most, whatever the duration (memory bound)
 MAX_MEMORY_PACKETS = 100_000

@@ -36,7 +36,7 @@ from typing import Any, Final
 import redis
 import socketio
 
-from .recovery import Refused, RecoveringMixin, Session
+from .recovery_manager import RecoveringMixin, Refused, Session
 
 log = logging.getLogger("monoport.recovery")
 

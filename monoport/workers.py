@@ -34,7 +34,8 @@ from typing import Final
 
 import gevent
 
-from .config import Config, HostPort
+from .config import Config
+from .config_values import HostPort
 from .connection import format_address
 from .listener import bind_socket
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from monoport.config import Config, from_sources
+from monoport.config import Config
+from monoport.config_sources import from_sources
 from monoport.errors import ConfigError
 from tests.conftest import ROOT
 

@@ -29,12 +29,7 @@ PACKAGE = Path(monoport.__file__).parent
 #: modules a pure module must not bring in, directly or through another import
 IO_MODULES = ("socket", "_socket", "ssl", "_ssl", "select", "selectors", "gevent")
 #: circles left on purpose, each with why; a new circle, or one of these cut, fails the test
-KNOWN_CIRCLES = [
-    # recovery.py picks its store (memory or Redis) at install, and each store
-    # subclasses recovery.py's mixin; the Redis one loads only when asked for.
-    # To cut: move the choice into its own module.
-    {"monoport.recovery", "monoport.recovery_memory", "monoport.recovery_redis"},
-]
+KNOWN_CIRCLES: list[set[str]] = []
 WIRE_MODULES = sorted(m.name for m in pkgutil.iter_modules(monoport.wire.__path__))
 
 

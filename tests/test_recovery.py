@@ -16,7 +16,7 @@ import time
 import pytest
 import socketio
 
-from monoport.recovery import Refused, Session
+from monoport.recovery_manager import Refused, Session
 from monoport.recovery_memory import MemoryStore
 from tests.clients import https_session, serialized_tls_context, sio_client
 from tests.cluster import APP

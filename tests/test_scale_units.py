@@ -6,9 +6,10 @@ import pytest
 
 from monoport.wire import proxyproto
 from monoport.forwarding import is_full_answer as _is_full_answer
-from monoport.config import from_sources
+from monoport.config_sources import from_sources
 from monoport.errors import ConfigError
-from monoport.peers import FALL, RISE, PeerTable, parse_health
+from monoport.peer_health import parse_health
+from monoport.peers import FALL, RISE, PeerTable
 
 
 def test_parse_health_takes_a_200_json_object_with_an_id():
