@@ -28,7 +28,7 @@ the time python-engineio gives a silent client).
 
 Error policy: a line that is too long, not UTF-8 or not an Engine.IO packet
 ends this connection only, as one ``protocol error`` log line (the
-violation is raised to the dispatcher after python-engineio has cleaned the
+violation is raised to monoport.path after python-engineio has cleaned the
 session up); resets and broken pipes are a normal end of the session.
 """
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from gevent.event import Event
 from gevent.pool import Pool
 
-from . import __version__, appload, cluster, flash, path, rawstage, recovery, siosetup
+from . import __version__, appload, cluster, flash, libhooks, path, rawstage, recovery, siosetup
 from .balancer import Balancer
 from .config import Config, tls_mode
 from .connection import Connection
@@ -119,6 +119,7 @@ class Runtime:
     # -- building ----------------------------------------------------------------
     @classmethod
     def build(cls, config: Config, environ: Mapping[str, str] | None = None) -> "Runtime":
+        libhooks.require()
         rt = cls(config, environ)
         rt.certs = rt.load_certificates()
         rt.flash_policy = None if config.no_flash else flash.load_policy(config.flash_policy, config.ports)

@@ -2,7 +2,7 @@
 
 Theory of operation: every component reports what happens as it happens --
 the runtime opens and closes connections, a :class:`~monoport.connection.Connection`
-reports each change of its kind, the dispatcher each TLS handshake, the WSGI
+reports each change of its kind, the TLS stage each handshake, the WSGI
 handler each request, the balancer (scale-out) its peers and forwards. Stats
 only counts; it never blocks, never does I/O, and is touched from one OS
 thread (the gevent hub), so plain ints and Counters need no locks.
