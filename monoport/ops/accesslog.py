@@ -106,7 +106,7 @@ def connection_record(conn: Connection) -> dict[str, Any]:
     record = _base(conn, "conn")
     record.update({
         "request": None, "status": None, "bytes_in": conn.bytes_in, "bytes_out": conn.bytes_out,
-        "duration": round(time.monotonic() - conn.started, 3), "termination": conn.termination.value,
+        "duration": round(time.monotonic() - conn.started, 3), "termination": str(conn.termination),
         "detail": conn.detail + ("; Socket.IO session recovered" if conn.sio_recovered else ""),
     })
     return record

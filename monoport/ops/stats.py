@@ -144,7 +144,7 @@ class Stats:
         self.open.discard(conn)
         self.out.discard(conn)
         self.live[conn.kind] -= 1
-        termination = conn.termination.value
+        termination = str(conn.termination)
         if conn.kind in SNIFFING and termination == "client_closed":
             self.sniffed["closed"] += 1
         self.closed[(conn.kind, bool(conn.secure), termination)] += 1
