@@ -134,7 +134,8 @@ def build(*flags: str, app: Recorder | None = None, sio: Any = None, certs: Cert
     requests: list[tuple[str, int | None]] = []
 
     def on_request(handler: Any) -> None:
-        requests.append((handler.environ.get("PATH_INFO", ""), status_of(handler)))
+        environ = getattr(handler, "environ", None) or {}  # None: the head was refused before it parsed
+        requests.append((environ.get("PATH_INFO", ""), status_of(handler)))
 
     svc = Services(
         config=config, stats=stats, state=state, trusted=Networks(config.trusted_proxy),
@@ -202,6 +203,17 @@ class Served:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = LIMIT) -> Any:
+    """Poll ``predicate`` with gevent's sleep (the served greenlets run meanwhile); bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        gevent.sleep(0.01)
+    raise AssertionError(f"not within {timeout:g}s: {what}")
 
 
 # -- the client's side of HTTP ----------------------------------------------------------------------

@@ -23,22 +23,10 @@ from monoport.stream import ClientGone, Silent, Stream
 from monoport.termination import Termination
 from monoport.wire import proxyproto
 from monoport.wire.needmore import NEED_MORE
+from tests.clients import RawSio
 from tests.inproc import LIMIT, ResponseReader, build, certificates, request
 
 BODY = bytes(range(256)) * 4  # every byte value, so a dropped or shifted one shows
-
-
-@pytest.fixture
-def inproc():
-    made = []
-
-    def make(*flags, **kwargs):
-        made.append(build(*flags, **kwargs))
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.close()
 
 
 def _exchange_two(served, sock, first_and_second: bytes):
@@ -203,7 +191,7 @@ def test_raw_socketio_lines_sent_before_the_open_packet_are_all_delivered(inproc
         sock = served.tls(tls_files) if secure else served.client
         # the connect and a first event in the bytes that are sniffed; a second one after
         sock.sendall(b"40\n421" + json.dumps(["echo", payload]).encode() + b"\n")
-        reader = LineReader(sock)
+        reader = RawSio.over(sock)
         assert reader.line().startswith("0{")
         assert reader.line().startswith("40{")
         assert json.loads(reader.line()[3:]) == [payload]  # 431[...]
@@ -213,20 +201,6 @@ def test_raw_socketio_lines_sent_before_the_open_packet_are_all_delivered(inproc
         conn = served.finish()
     assert conn.termination is Termination.CLIENT_CLOSED
     assert conn.detail.endswith("3 lines in, 4 out, client closed")
-
-
-class LineReader:
-    def __init__(self, sock) -> None:
-        self.sock, self.buf = sock, b""
-
-    def line(self) -> str:
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError(self.buf)
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode()
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["clear-behind-proxy-v1", "tls"])
