@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import gevent
 from gevent import socket as gsocket
@@ -103,8 +104,11 @@ class Inproc:
     requests: list[tuple[str, int | None]] = field(default_factory=list)
     access_path: Path | None = None
 
-    def serve(self, role: str = "public") -> "Served":
+    def serve(self, role: str = "public") -> Served:
         return Served(self.services, role)
+
+    def listen(self, role: str = "peer") -> Listening:
+        return Listening(self.services, role)
 
     def access_records(self) -> list[dict[str, Any]]:
         assert self.access_path is not None
@@ -198,10 +202,10 @@ class Served:
         self.client.close()
         self.conn.close()
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -214,6 +218,69 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = LIMIT) 
             return value
         gevent.sleep(0.01)
     raise AssertionError(f"not within {timeout:g}s: {what}")
+
+
+class Listening:
+    """A listening socket whose connections go to :func:`monoport.path.serve_connection` (a peer listener)."""
+
+    def __init__(self, svc: Services, role: str) -> None:
+        self.svc, self.role = svc, role
+        self.listener = gsocket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.address = self.listener.getsockname()
+        self.conns: list[Connection] = []
+        self.served: list[gevent.Greenlet] = []
+        self.acceptor = gevent.spawn(self._accept)
+
+    def _accept(self) -> None:
+        while True:  # until close() kills it
+            sock, peer = self.listener.accept()
+            conn = Connection(sock, peer[:2], sock.getsockname()[:2], Role(self.role))
+            self.conns.append(conn)
+            self.served.append(gevent.spawn(path.serve_connection, conn, self.svc))
+
+    def close(self) -> None:
+        self.acceptor.kill(block=True, timeout=LIMIT)
+        gevent.killall(self.served, block=True, timeout=LIMIT)
+        for conn in self.conns:
+            conn.close()
+        self.listener.close()
+
+    def __enter__(self) -> Listening:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OneConnection:
+    """A listening socket standing for a backend or a peer: it takes one connection, reads until
+    ``enough(received)`` (or EOF), keeps the bytes in ``received``, sends ``answer(received)`` and closes."""
+
+    def __init__(self, enough: Callable[[bytes], bool], answer: Callable[[bytes], bytes]) -> None:
+        self.enough, self.answer = enough, answer
+        self.listener = gsocket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.address: tuple[str, int] = self.listener.getsockname()
+        self.received = b""
+        self.greenlet = gevent.spawn(self._serve_one)
+
+    def _serve_one(self) -> None:
+        sock, _ = self.listener.accept()
+        with sock:
+            sock.settimeout(LIMIT)
+            while not self.enough(self.received):  # bounded: the timeout, or EOF
+                more = sock.recv(65536)
+                if not more:
+                    break
+                self.received += more
+            sock.sendall(self.answer(self.received))
+
+    def close(self) -> None:
+        self.greenlet.kill(block=True, timeout=LIMIT)
+        self.listener.close()
 
 
 # -- the client's side of HTTP ----------------------------------------------------------------------

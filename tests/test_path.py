@@ -9,7 +9,6 @@ same way, with the real pywsgi handler and a tiny WSGI app.
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import gevent

@@ -24,7 +24,7 @@ from monoport.termination import Termination
 from monoport.wire import proxyproto
 from monoport.wire.needmore import NEED_MORE
 from tests.clients import RawSio
-from tests.inproc import LIMIT, ResponseReader, build, certificates, request
+from tests.inproc import LIMIT, OneConnection, ResponseReader, certificates, request
 
 BODY = bytes(range(256)) * 4  # every byte value, so a dropped or shifted one shows
 
@@ -57,7 +57,7 @@ def test_bytes_read_while_sniffing_inside_tls_are_replayed_to_the_handler(inproc
     with server.serve() as served:
         tls = served.tls(tls_files)
         # one TLS record carries the head, the body and the next request: the sniff reads them all
-        first, second, reader = _exchange_two(served, tls, PIPELINED)
+        first, second, _ = _exchange_two(served, tls, PIPELINED)
         assert (first.status, first.body) == (200, b"POST /first 1024\n" + BODY)
         assert (second.status, second.body) == (200, b"GET /second 0\n")
         conn = served.finish()
@@ -104,43 +104,13 @@ def test_a_flash_request_inside_tls_is_taken_from_the_sniffed_bytes(inproc, tls_
     assert got == server.services.flash_policy and conn.kind == "flash-tls"
 
 
-class RecordingBackend:
-    """A ``--raw HOST:PORT`` backend: keeps the bytes of one connection until ``expect`` came (or EOF),
-    answers ``got N`` and closes."""
-
-    def __init__(self, expect: int) -> None:
-        self.expect = expect
-        self.listener = gsocket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.address = self.listener.getsockname()
-        self.received: list[bytes] = []
-        self.greenlet = gevent.spawn(self._serve_one)
-
-    def _serve_one(self) -> None:
-        sock, _ = self.listener.accept()
-        with sock:
-            sock.settimeout(LIMIT)
-            data = b""
-            while len(data) < self.expect:
-                more = sock.recv(65536)
-                if not more:
-                    break
-                data += more
-            self.received.append(data)
-            sock.sendall(f"got {len(data)}".encode())
-
-    def close(self) -> None:
-        self.greenlet.kill(block=True, timeout=LIMIT)
-        self.listener.close()
-
-
 RAW = b"\x00\x01raw bytes that are neither HTTP nor TLS\n" + BODY
 
 
 @pytest.fixture
 def backend():
-    one = RecordingBackend(len(RAW))
+    # the --raw HOST:PORT backend: keeps what arrives and answers with its length
+    one = OneConnection(lambda got: len(got) >= len(RAW), lambda got: f"got {len(got)}".encode())
     yield one
     one.close()
 
@@ -149,7 +119,7 @@ def backend():
 
 @pytest.mark.parametrize("secure", [False, True], ids=["clear", "tls"])
 def test_every_raw_byte_reaches_the_raw_backend_in_order_sniffed_prefix_first(inproc, backend, tls_files, secure):
-    server = inproc("--raw", "%s:%d" % backend.address, certs=certificates(tls_files) if secure else None)
+    server = inproc("--raw", "{}:{}".format(*backend.address), certs=certificates(tls_files) if secure else None)
     with server.serve() as served:
         sock = served.tls(tls_files) if secure else served.client
         sock.sendall(RAW[:5])  # decided on these: not a prefix of any signature
@@ -158,7 +128,7 @@ def test_every_raw_byte_reaches_the_raw_backend_in_order_sniffed_prefix_first(in
         assert _read_to_eof(sock) == f"got {len(RAW)}".encode()
         sock.shutdown(socket.SHUT_WR)  # the backend closed; the client's close ends the splice
         conn = served.finish()
-    assert backend.received == [RAW]
+    assert backend.received == RAW
     assert conn.kind == ("raw-tls" if secure else "raw")
 
 
