@@ -16,6 +16,7 @@ import pytest
 
 from monoport.lifecycle import Lifecycle
 from monoport.termination import Termination
+from monoport.wire import proxyproto
 from monoport.wire.httphead import MAX_HEADERS
 from tests.inproc import Inproc, ResponseReader, Served, certificates, request, wait_until
 
@@ -61,28 +62,34 @@ def test_a_client_that_closes_before_sending_anything_ends_client_closed(inproc)
         ended_once(server, served, Termination.CLIENT_CLOSED)
 
 
-#: (flags, TLS on, what the client sends, then says nothing) -> how the connection ends, and its detail
+#: (flags, TLS on, listener role, what the client sends, then says nothing) -> how the connection ends, its detail
 CLOSED_BY_THE_SERVER = {
-    "garbage-without-raw": (("--raw", "off"), False, b"\x01\x02 not a protocol this port speaks\r\n",
+    "garbage-without-raw": (("--raw", "off"), False, "public", b"\x01\x02 not a protocol this port speaks\r\n",
                             Termination.PROTOCOL_ERROR, "not TLS, HTTP, PROXY or Flash; raw TCP is off"),
-    "silent-without-raw": (("--raw", "off", "--sniff-timeout", "0.2"), False, b"",
+    "silent-without-raw": (("--raw", "off", "--sniff-timeout", "0.2"), False, "public", b"",
                            Termination.SNIFF_TIMEOUT, "sniff timeout (silent client); raw TCP is off"),
-    "tls-handshake-garbage": ((), True, b"\x16\x03\x01\x00\x10" + b"\xff" * 16,  # a record, not a ClientHello
+    "tls-handshake-garbage": ((), True, "public", b"\x16\x03\x01\x00\x10" + b"\xff" * 16,  # not a ClientHello
                               Termination.TLS_FAILED, "TLS handshake failed"),
-    "proxy-header-untrusted": ((), False, b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET / HTTP/1.1\r\n\r\n",
+    "proxy-header-untrusted": ((), False, "public",
+                               b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET / HTTP/1.1\r\n\r\n",
                                Termination.PROTOCOL_ERROR, "PROXY header from untrusted 127.0.0.1"),
-    "head-unfinished": (("--head-timeout", "0.3"), False, b"GET /never HTTP/1.1\r\nHost: localhost\r\n",
+    "head-unfinished": (("--head-timeout", "0.3"), False, "public", b"GET /never HTTP/1.1\r\nHost: localhost\r\n",
                         Termination.CLIENT_TIMEOUT, "client timeout (request head)"),
-    "peer-listener-without-proxy-v2": ((), False, request("GET", "/"),
+    "peer-listener-without-proxy-v2": ((), False, "peer", request("GET", "/"),
                                        Termination.PROTOCOL_ERROR, "does not begin with a PROXY v2 header"),
+    "peer-listener-other-cluster": ((), False, "peer", proxyproto.build_v2(
+        ("203.0.113.7", 40000), ("127.0.0.1", 1), forwarded_by="stranger", cluster="other") + request("GET", "/"),
+        Termination.PROTOCOL_ERROR, "forward from cluster 'other' refused"),
+    "flash-port-not-flash": ((), False, "flash", request("GET", "/"),
+                             Termination.PROTOCOL_ERROR, "not a Flash policy request on the Flash policy port"),
 }
 
 
 @pytest.mark.parametrize("case", CLOSED_BY_THE_SERVER)
 def test_a_connection_the_server_closes_ends_once_with_its_termination(inproc, tls_files, case):
-    flags, secure, sent, termination, detail = CLOSED_BY_THE_SERVER[case]
+    flags, secure, role, sent, termination, detail = CLOSED_BY_THE_SERVER[case]
     server = inproc(*flags, certs=certificates(tls_files) if secure else None)
-    with server.serve(role="peer" if case.startswith("peer-listener") else "public") as served:
+    with server.serve(role) as served:
         served.client.sendall(sent)
         assert client_sees_close(served.client)  # bounded by the client's own timeout
         ended_once(server, served, termination)
