@@ -29,8 +29,8 @@ from tests.inproc import LIMIT, OneConnection, ResponseReader, certificates, req
 BODY = bytes(range(256)) * 4  # every byte value, so a dropped or shifted one shows
 
 
-def _exchange_two(served, sock, first_and_second: bytes):
-    """Send two pipelined requests at once; both answers, then the close the second asked for."""
+def _exchange_two(sock, first_and_second: bytes):
+    """Send two pipelined requests in one write; their two answers, and the reader (for what follows)."""
     sock.sendall(first_and_second)
     reader = ResponseReader(sock)
     return reader.next(), reader.next(), reader
@@ -42,7 +42,7 @@ PIPELINED = request("POST", "/first", BODY) + request("GET", "/second", headers=
 def test_clear_http_head_sniffed_by_peek_reaches_the_app_with_its_body_and_a_pipelined_request(inproc):
     server = inproc()
     with server.serve() as served:
-        first, second, reader = _exchange_two(served, served.client, PIPELINED)
+        first, second, reader = _exchange_two(served.client, PIPELINED)
         assert (first.status, first.body) == (200, b"POST /first 1024\n" + BODY)
         assert (second.status, second.body) == (200, b"GET /second 0\n")
         assert reader.at_eof()
@@ -57,7 +57,7 @@ def test_bytes_read_while_sniffing_inside_tls_are_replayed_to_the_handler(inproc
     with server.serve() as served:
         tls = served.tls(tls_files)
         # one TLS record carries the head, the body and the next request: the sniff reads them all
-        first, second, _ = _exchange_two(served, tls, PIPELINED)
+        first, second, _ = _exchange_two(tls, PIPELINED)
         assert (first.status, first.body) == (200, b"POST /first 1024\n" + BODY)
         assert (second.status, second.body) == (200, b"GET /second 0\n")
         conn = served.finish()
@@ -73,7 +73,7 @@ def test_exactly_the_proxy_header_is_consumed_and_the_request_after_it_is_whole(
     else:
         header = proxyproto.build_v2(("203.0.113.7", 40000), ("192.0.2.1", 443))
     with server.serve() as served:
-        first, second, _ = _exchange_two(served, served.client, header + PIPELINED)
+        first, second, _ = _exchange_two(served.client, header + PIPELINED)
         assert (first.status, first.body) == (200, b"POST /first 1024\n" + BODY)
         assert second.status == 200
         conn = served.finish()
