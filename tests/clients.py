@@ -140,15 +140,25 @@ class RawSio:
     def __init__(self, port: int, tls: ssl.SSLContext | None = None, timeout: float = 20.0,
                  connect: bool = True) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock
-        self.buf = b""
-        self.open = None
-        #: lines read past by :meth:`expect`, looked at first next time
-        self.seen: list[str] = []
+        self._start(tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock)
         if connect:
             self.send("40")  # at once, before the open packet: no sniff deadline to wait for
             self.open = json.loads(self.line()[1:])
             assert self.line().startswith("40{")
+
+    @classmethod
+    def over(cls, sock) -> "RawSio":
+        """The client over a socket already connected (a gevent one, in-process); nothing sent yet."""
+        client = cls.__new__(cls)
+        client._start(sock)
+        return client
+
+    def _start(self, sock) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.open = None
+        #: lines read past by :meth:`expect`, looked at first next time
+        self.seen: list[str] = []
 
     def send(self, line: str | bytes) -> None:
         self.sock.sendall((line.encode() if isinstance(line, str) else line) + b"\n")

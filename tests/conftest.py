@@ -169,6 +169,24 @@ def monoport(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 
 
 @pytest.fixture
+def inproc(tmp_path: Path) -> Iterator:
+    """Factory: ``inproc(*flags, app=, sio=, certs=)`` builds monoport's Services in this process
+    (tests/inproc.py), with a JSON access log in ``tmp_path``; each is closed after the test."""
+    from tests.inproc import build
+
+    made: list = []
+
+    def make(*flags: str, **parts):
+        parts.setdefault("access_path", tmp_path / f"access-{len(made)}.log")
+        made.append(build(*flags, **parts))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
 def tls_args(tls_files: dict[str, str]) -> list[str]:
     return ["--cert", tls_files["localhost"], "--key", tls_files["localhost_key"]]
 
