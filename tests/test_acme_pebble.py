@@ -18,9 +18,8 @@ import pytest
 import websocket
 from cryptography import x509
 
-from tests.cluster import APP, redis_server, redis_url  # noqa: F401 (fixtures)
+from tests.cluster import APP
 from tests.conftest import ROOT, free_port, wait_for
-from tests.pebble import challtestsrv, pebble  # noqa: F401 (fixtures)
 
 NAME = "chat.test"
 #: an order against Pebble takes about two seconds; room for a loaded machine

@@ -20,7 +20,6 @@ from monoport.acme_redis import RedisShare
 from monoport.acme_store import FileLock, stand_in
 from monoport.config import LETSENCRYPT_STAGING, from_sources
 from monoport.errors import ConfigError
-from tests.cluster import redis_server, redis_url  # noqa: F401 (fixtures)
 from tests.conftest import free_port
 
 
