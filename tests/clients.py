@@ -11,6 +11,7 @@ import time
 
 import requests
 import socketio
+import websocket
 
 
 #: sessions and sockets these helpers opened for the running test (tests/conftest.py closes them after it)
@@ -46,6 +47,21 @@ class ClientSockets:
         ws = getattr(self.client.eio, "ws", None)
         if ws is not None:
             ws.shutdown()
+
+
+class ReleasingWebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket whose ``close()`` always releases the socket: websocket-client's own
+    returns at once when a close frame was already sent (``send_close``, or ``recv_data`` answering the
+    server's close), and leaves the socket open."""
+
+    def close(self, *args, **kwargs) -> None:
+        super().close(*args, **kwargs)
+        self.shutdown()
+
+
+def websocket_connect(url: str, **options) -> websocket.WebSocket:
+    """``websocket.create_connection``; the connection is closed once the test ends, if the test did not."""
+    return closed_after_the_test(websocket.create_connection(url, class_=ReleasingWebSocket, **options))
 
 
 def https_session(ca: str) -> requests.Session:
@@ -99,10 +115,21 @@ class SerializedSSLSocket(ssl.SSLSocket):
             return super().sendall(data, flags)
 
 
+class SerializedTLSContext(ssl.SSLContext):
+    """Makes :class:`SerializedSSLSocket` s, each closed once the test ends: python-engineio leaves the
+    WebSocket of a connection the server ended open, and drops it when its client reconnects."""
+
+    sslsocket_class = SerializedSSLSocket
+
+    def wrap_socket(self, *args, **kwargs) -> ssl.SSLSocket:  # type: ignore[override]
+        return closed_after_the_test(super().wrap_socket(*args, **kwargs))
+
+
 def serialized_tls_context(ca: str) -> ssl.SSLContext:
-    """A client context trusting ``ca`` whose sockets are :class:`SerializedSSLSocket`."""
-    ctx = ssl.create_default_context(cafile=ca)
-    ctx.sslsocket_class = SerializedSSLSocket
+    """A client context trusting ``ca`` (what ``ssl.create_default_context`` makes) whose sockets are
+    :class:`SerializedSSLSocket`."""
+    ctx = SerializedTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    ctx.load_verify_locations(cafile=ca)
     return ctx
 
 

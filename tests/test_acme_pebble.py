@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
-import websocket
 from cryptography import x509
 
+from tests.clients import websocket_connect
 from tests.cluster import APP
 from tests.conftest import ROOT, free_port, wait_for
 
@@ -148,9 +148,9 @@ def test_short_lived_certificate_is_renewed_while_a_websocket_stays_connected(mo
     root.write_text(ca.root())
     ctx = ca.client_context()
     first = served_certificate(port, ctx)
-    ws = websocket.create_connection(f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
-                                     sslopt={"ca_certs": str(root), "server_hostname": NAME},
-                                     host=NAME, origin=f"https://{NAME}", timeout=10)
+    ws = websocket_connect(f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+                           sslopt={"ca_certs": str(root), "server_hostname": NAME},
+                           host=NAME, origin=f"https://{NAME}", timeout=10)
     try:
         assert ws.recv().startswith("0{")
         wait_for(lambda: server.log().count(f"acme: certificate for {NAME} issued") >= 2, timeout=ISSUE_TIMEOUT,
