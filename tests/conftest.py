@@ -4,6 +4,7 @@ redis-server, Pebble, npm socket.io-client; and the helpers that wait (bounded) 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+#: flags for a headless chromium as root in a container, with no background traffic
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: how long a server gets to start listening
 START_TIMEOUT = 20.0
 
@@ -301,3 +305,21 @@ def pebble(challtestsrv: ChallTestSrv, tmp_path: Path) -> Iterator:
     yield make
     for server in started:
         server.stop()
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(path, os.X_OK):
+        pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's chromium driven by Playwright (no browser is downloaded), one for the test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
