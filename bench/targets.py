@@ -83,7 +83,6 @@ class Env:
     cpus: set[int] | None = None
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "ab")
         cpus = self.cpus
 
         def setup() -> None:
@@ -91,8 +90,9 @@ class Env:
             if cpus:
                 os.sched_setaffinity(0, cpus)
 
-        return subprocess.Popen(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=setup)
+        with open(self.tmp / f"{name}.log", "ab") as log:  # the child has its own descriptor: ours can go at once
+            return subprocess.Popen(argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, preexec_fn=setup)
 
     def write(self, name: str, text: str) -> str:
         path = self.tmp / name

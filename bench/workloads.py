@@ -9,6 +9,7 @@ is never counted as load.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -117,10 +118,15 @@ class Loadgen:
         proc.stdin.flush()
 
     def close(self) -> None:
+        """Kill and reap every load generator, and close our ends of its pipes (else the garbage
+        collector finds them open and says so)."""
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):  # unflushed bytes to a process that is gone
+                    pipe.close()
 
 
 def _loadgen_limits() -> None:

@@ -11,10 +11,61 @@ import time
 
 import requests
 import socketio
+import websocket
+
+
+#: sessions and sockets these helpers opened for the running test (tests/conftest.py closes them after it)
+_opened: list = []
+
+
+def closed_after_the_test(thing):
+    """``thing`` (anything with a ``close()``), to be closed once the running test ends."""
+    _opened.append(thing)
+    return thing
+
+
+def close_opened() -> None:
+    """Close what these helpers opened during the test that just ended.
+
+    A requests session keeps its connections pooled until it is closed; dropped instead, its
+    sockets reach the garbage collector, which reports a ResourceWarning during whichever later
+    test it runs in. Closing twice is harmless, so a test may still close its own.
+    """
+    while _opened:
+        _opened.pop().close()
+
+
+class ClientSockets:
+    """A python-socketio client's end, as :func:`close_opened` wants it: disconnected, and its WebSocket
+    closed even when the server ended it (python-engineio then leaves the socket open)."""
+
+    def __init__(self, client: socketio.Client) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        self.client.disconnect()
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None:
+            ws.shutdown()
+
+
+class ReleasingWebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket whose ``close()`` always releases the socket: websocket-client's own
+    returns at once when a close frame was already sent (``send_close``, or ``recv_data`` answering the
+    server's close), and leaves the socket open."""
+
+    def close(self, *args, **kwargs) -> None:
+        super().close(*args, **kwargs)
+        self.shutdown()
+
+
+def websocket_connect(url: str, **options) -> websocket.WebSocket:
+    """``websocket.create_connection``; the connection is closed once the test ends, if the test did not."""
+    return closed_after_the_test(websocket.create_connection(url, class_=ReleasingWebSocket, **options))
 
 
 def https_session(ca: str) -> requests.Session:
-    session = requests.Session()
+    session = closed_after_the_test(requests.Session())
     session.verify = ca
     session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify=
     return session
@@ -64,20 +115,33 @@ class SerializedSSLSocket(ssl.SSLSocket):
             return super().sendall(data, flags)
 
 
+class SerializedTLSContext(ssl.SSLContext):
+    """Makes :class:`SerializedSSLSocket` s, each closed once the test ends: python-engineio leaves the
+    WebSocket of a connection the server ended open, and drops it when its client reconnects."""
+
+    sslsocket_class = SerializedSSLSocket
+
+    def wrap_socket(self, *args, **kwargs) -> ssl.SSLSocket:  # type: ignore[override]
+        return closed_after_the_test(super().wrap_socket(*args, **kwargs))
+
+
 def serialized_tls_context(ca: str) -> ssl.SSLContext:
-    """A client context trusting ``ca`` whose sockets are :class:`SerializedSSLSocket`."""
-    ctx = ssl.create_default_context(cafile=ca)
-    ctx.sslsocket_class = SerializedSSLSocket
+    """A client context trusting ``ca`` (what ``ssl.create_default_context`` makes) whose sockets are
+    :class:`SerializedSSLSocket`."""
+    ctx = SerializedTLSContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    ctx.load_verify_locations(cafile=ca)
     return ctx
 
 
 def sio_client(url: str, ca: str | None, transports: list[str], auth: dict | None = None,
                **kwargs) -> socketio.Client:
     """A connected python-socketio client (bounded wait); over wss its TLS socket is serialized."""
-    http = https_session(ca) if ca else None
+    # python-engineio drops a session it made itself without closing it: always give it ours
+    http = https_session(ca) if ca else closed_after_the_test(requests.Session())
     if ca and "websocket_extra_options" not in kwargs:
         kwargs["websocket_extra_options"] = {"sslopt": {"context": serialized_tls_context(ca)}}
     client = socketio.Client(http_session=http, reconnection=kwargs.pop("reconnection", False), **kwargs)
+    closed_after_the_test(ClientSockets(client))
     client.connect(url, transports=transports, wait_timeout=10, auth=auth)
     return client
 
@@ -85,10 +149,11 @@ def sio_client(url: str, ca: str | None, transports: list[str], auth: dict | Non
 def connection_per_request_client(port: int) -> socketio.Client:
     """A long-polling client on clear HTTP whose every request is a new TCP connection, so the
     kernel spreads its requests over the workers sharing the port."""
-    http = requests.Session()
+    http = closed_after_the_test(requests.Session())
     http.trust_env = False
     http.headers["Connection"] = "close"
     client = socketio.Client(http_session=http, reconnection=False)
+    closed_after_the_test(ClientSockets(client))
     client.connect(f"http://127.0.0.1:{port}", transports=["polling"], wait_timeout=10)
     return client
 
@@ -141,6 +206,7 @@ class RawSio:
                  connect: bool = True) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self._start(tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock)
+        closed_after_the_test(self.sock)
         if connect:
             self.send("40")  # at once, before the open packet: no sniff deadline to wait for
             self.open = json.loads(self.line()[1:])

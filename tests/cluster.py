@@ -1,4 +1,6 @@
-"""Helpers for the scale-out tests: a real redis-server, several monoport instances, peer-listener clients."""
+"""Helpers for the scale-out tests: a real redis-server, several monoport instances, peer-listener clients.
+
+The fixtures built on them (``redis_server``, ``redis_url``) are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,15 +10,11 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from monoport.wire import proxyproto
-from tests.clients import read_to_eof
-from tests.conftest import free_port
+from tests.clients import closed_after_the_test, read_to_eof
+from tests.conftest import free_port, stop_process, wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
 
@@ -42,46 +40,30 @@ class RedisServer:
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       *durable, "--dir", str(self.workdir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
+        try:
+            wait_for(self._pong, 10)
+        except AssertionError:
+            self.stop()
+            raise RuntimeError("redis-server did not start") from None
+        return self
+
+    def _pong(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    return redis_server.url
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
 
 
 def peers_up(server, count: int, timeout: float = 20.0) -> None:
     """Wait until ``server`` logged ``count`` peers as up (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.log().count(" up (conns ") >= count:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"peers not up:\n{server.log()}")
+    wait_for(lambda: server.log().count(" up (conns ") >= count, timeout, interval=0.1,
+             what=lambda: f"peers not up:\n{server.log()}")
 
 
 def start_cluster(monoport, redis: str, ids: list[str], extra: list[str]) -> list:
@@ -111,8 +93,8 @@ def https_get(port: int, path: str, ctx: ssl.SSLContext, headers: dict | None = 
 
 
 def held_connection(port: int, ctx: ssl.SSLContext) -> http.client.HTTPSConnection:
-    """A keep-alive connection that has been served once (so it is counted) and stays open."""
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    """A keep-alive connection that has been served once (so it is counted) and stays open (until the test ends)."""
+    conn = closed_after_the_test(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10))
     conn.request("GET", "/environ")
     response = conn.getresponse()
     body = json.loads(response.read())

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, stop_process, wait_for
 
 
 class NodeClient:
@@ -56,12 +56,4 @@ class NodeClient:
         return self.wait("joined", count, timeout)
 
     def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, None, 10, readers=(self.reader,))  # its stdin closed, Node ends

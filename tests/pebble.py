@@ -14,15 +14,12 @@ import json
 import shutil
 import ssl
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 import trustme
 
-from tests.conftest import free_port, free_ports
+from tests.conftest import free_ports, stop_process, wait_started
 
 #: Pebble's own knobs: no random validation sleeps, no rejected nonces, no reused authorizations.
 PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
@@ -34,20 +31,6 @@ def _binary(name: str) -> str:
     path = shutil.which(name)
     assert path, f"{name} is missing: run scripts/system-deps.sh (Debian package pebble)"
     return path
-
-
-def _wait(what: str, check, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start:\n{log.read_text(errors='replace')}")
 
 
 class ChallTestSrv:
@@ -64,13 +47,13 @@ class ChallTestSrv:
                "-management", f"127.0.0.1:{self.management_port}"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        _wait("pebble-challtestsrv", lambda: "Starting management server" in self.log.read_text(), self.proc, self.log)
+        wait_started(self.proc, lambda: "Starting management server" in self.log.read_text(), START_TIMEOUT,
+                     "pebble-challtestsrv", lambda: self.log.read_text(errors="replace"))
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
 
 
 class Pebble:
@@ -118,9 +101,12 @@ class Pebble:
             self.proc = subprocess.Popen([_binary("pebble"), "-config", str(self.config),
                                           "-dnsserver", f"127.0.0.1:{self.dns_port}"],
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
-        _wait("pebble", lambda: urllib.request.urlopen(self.directory, context=self._https(), timeout=2).status == 200,
-              self.proc, self.log)
+        wait_started(self.proc, self._answers, START_TIMEOUT, "pebble", lambda: self.log.read_text(errors="replace"))
         return self
+
+    def _answers(self) -> bool:
+        with urllib.request.urlopen(self.directory, context=self._https(), timeout=2) as answer:
+            return answer.status == 200
 
     def root(self) -> str:
         """Pebble's issuing root (PEM), from its management port."""
@@ -141,30 +127,5 @@ class Pebble:
         return ["--acme-directory", self.directory, "--acme-ca-bundle", str(self.ca_bundle)]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture(scope="session")
-def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSrv]:
-    server = ChallTestSrv(tmp_path_factory.mktemp("challtestsrv")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pebble(challtestsrv: ChallTestSrv, tmp_path: Path) -> Iterator:
-    """Factory: ``pebble(tls_port=..., http_port=..., validity=None, start=True)``; all stopped after the test."""
-    started: list[Pebble] = []
-
-    def make(tls_port: int, http_port: int | None = None, validity: int | None = None, start: bool = True) -> Pebble:
-        workdir = tmp_path / f"pebble-{len(started)}"
-        workdir.mkdir()
-        server = Pebble(workdir, challtestsrv.dns_port, tls_port, http_port or free_port(), validity)
-        started.append(server)
-        return server.start() if start else server
-
-    yield make
-    for server in started:
-        server.stop()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)

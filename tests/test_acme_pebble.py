@@ -15,12 +15,11 @@ import subprocess
 import sys
 
 import pytest
-import websocket
 from cryptography import x509
 
-from tests.cluster import APP, redis_server, redis_url  # noqa: F401 (fixtures)
+from tests.clients import websocket_connect
+from tests.cluster import APP
 from tests.conftest import ROOT, free_port, wait_for
-from tests.pebble import challtestsrv, pebble  # noqa: F401 (fixtures)
 
 NAME = "chat.test"
 #: an order against Pebble takes about two seconds; room for a loaded machine
@@ -149,9 +148,9 @@ def test_short_lived_certificate_is_renewed_while_a_websocket_stays_connected(mo
     root.write_text(ca.root())
     ctx = ca.client_context()
     first = served_certificate(port, ctx)
-    ws = websocket.create_connection(f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
-                                     sslopt={"ca_certs": str(root), "server_hostname": NAME},
-                                     host=NAME, origin=f"https://{NAME}", timeout=10)
+    ws = websocket_connect(f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+                           sslopt={"ca_certs": str(root), "server_hostname": NAME},
+                           host=NAME, origin=f"https://{NAME}", timeout=10)
     try:
         assert ws.recv().startswith("0{")
         wait_for(lambda: server.log().count(f"acme: certificate for {NAME} issued") >= 2, timeout=ISSUE_TIMEOUT,

@@ -19,7 +19,7 @@ from cryptography import x509
 
 from monoport.acme_challenge import ACME_IDENTIFIER_OID, Challenges, challenge_certificate
 from tests import corpus
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 NAME = "chat.test"
 KEY_AUTHORIZATION = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
@@ -69,9 +69,7 @@ def test_validator_gets_the_challenge_certificate_and_the_connection_closes(mono
     finally:
         tls.close()
     server.wait_log(f"acme tls-alpn-01 challenge answer for {NAME}")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "acme-tls-alpn" not in log.read_text():
-        time.sleep(0.05)
+    wait_for(lambda: "acme-tls-alpn" in log.read_text(), 10, what=lambda: log.read_text())
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(r["kind"] == "acme-tls-alpn" and r["sni"] == NAME for r in records), records
 

@@ -21,7 +21,6 @@ from monoport.acme_store import FileLock, stand_in
 from monoport.config_sources import from_sources
 from monoport.config_values import LETSENCRYPT_STAGING
 from monoport.errors import ConfigError
-from tests.cluster import redis_server, redis_url  # noqa: F401 (fixtures)
 from tests.conftest import free_port
 
 

@@ -7,10 +7,11 @@ echoes are acknowledged, and a broadcast reaches every idle client.
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 
 
 def loadgen(port: int, mode: str, **args) -> subprocess.Popen:
@@ -37,8 +38,7 @@ def test_echo_over_websocket_and_polling(monoport, tls_args):
             assert result["errors"] == 0
             assert result["count"] >= 3 and len(result["rtts"]) == result["count"]
         finally:
-            proc.kill()
-            proc.wait(10)
+            stop_process(proc, signal.SIGKILL, 10)
 
 
 def test_broadcast_reaches_every_idle_client(monoport, tls_args):
@@ -52,8 +52,7 @@ def test_broadcast_reaches_every_idle_client(monoport, tls_args):
         report = read(proc)
         assert report["got"] == 20 and report["last"] >= t0
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop_process(proc, signal.SIGKILL, 10)
 
 
 def run_go(proc: subprocess.Popen) -> dict:
@@ -71,8 +70,7 @@ def test_full_handshakes_offer_no_session_and_resumed_ones_are_resumed(monoport,
             assert read(proc) == {"ready": 2, "failed": 0}
             got[mode] = run_go(proc)
         finally:
-            proc.kill()
-            proc.wait(10)
+            stop_process(proc, signal.SIGKILL, 10)
     assert got["full"]["errors"] == 0 and got["full"]["count"] >= 4
     assert got["full"]["reused"] == 0
     # each loop's first connection has nothing to offer; the others resume
@@ -92,8 +90,7 @@ def test_uvicorn_twin_of_the_app_answers_the_same_echo_and_page(tmp_path, tls_fi
             result = run_go(proc)
             assert result["errors"] == 0 and result["count"] >= 2
         finally:
-            proc.kill()
-            proc.wait(10)
+            stop_process(proc, signal.SIGKILL, 10)
     finally:
         target.stop()
     assert not any(p.poll() is None for p in target.procs)

@@ -10,39 +10,17 @@ only the certificate check is waived. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import os
-import shutil
-from typing import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-#: flags for a headless chromium as root in a container, with no background traffic
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: generous: two cores are shared by several test runs
 WAIT_MS = 30_000
 
 expect.set_options(timeout=WAIT_MS)
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        pytest.fail("chromium is not installed: run scripts/system-deps.sh (apt-get install chromium)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 #: Chromium keeps spare TLS connections it has not used yet (backup connect jobs on a slow

@@ -13,7 +13,7 @@ import socketio
 
 from monoport.wire import proxyproto
 from tests.clients import closed_without_answer, sio_client
-from tests.cluster import APP, held_connection, https_get, peers_up, redis_server, redis_url  # noqa: F401
+from tests.cluster import APP, held_connection, https_get, peers_up
 from tests.conftest import wait_for
 
 OTHER_APP = ["--app", "tests.apps.second_app:app"]

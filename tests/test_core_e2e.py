@@ -232,6 +232,12 @@ def test_malformed_polling_payload_gets_400_and_one_log_line(server, tls_files):
     assert "Traceback" not in log
 
 
+def in_app(server, ca: str) -> int:
+    """How many requests are inside the app now (health's ``in_app``), asked on a connection of its own."""
+    with https_session(ca) as probe:
+        return probe.get(server.url + "/monoport/health", headers={"Connection": "close"}, timeout=5).json()["in_app"]
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_0(server, tls_files):
     session = https_session(tls_files["ca"])
     client = sio_client(server.url, tls_files["ca"], ["websocket"])
@@ -244,7 +250,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(server, tls_files):
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.5)
+    wait_for(lambda: in_app(server, tls_files["ca"]) >= 1, what="the slow request to be inside the app")
     server.send(signal.SIGTERM)
     thread.join(10)
     assert result["r"].status_code == 200 and result["r"].text == "slow done"

@@ -14,8 +14,9 @@ import ssl
 import threading
 import time
 
-from tests.clients import RawSio, sio_client
-from tests.cluster import held_connection, https_get, redis_server, redis_url, start_cluster  # noqa: F401 (fixtures)
+from tests.clients import RawSio, closed_after_the_test, sio_client
+from tests.cluster import held_connection, https_get, start_cluster
+from tests.conftest import wait_for
 
 
 def _held(port: int, ctx: ssl.SSLContext) -> http.client.HTTPSConnection:
@@ -28,6 +29,11 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict, bytes]
     conn.request("GET", path)
     response = conn.getresponse()
     return response.status, dict(response.getheaders()), response.read()
+
+
+def _by_kind(port: int, ctx: ssl.SSLContext) -> dict[str, int]:
+    """The instance's open connections by kind (its stats page)."""
+    return json.loads(https_get(port, "/monoport/stats.json", ctx)[2])["connections"]["by_kind"]
 
 
 def _wait_exit(server, timeout: float) -> float:
@@ -101,7 +107,7 @@ def test_a_long_poll_sent_through_a_draining_instance_is_answered_at_once(monopo
                                                                           client_ctx):
     a, b = start_cluster(monoport, redis_url, ["a", "b"], tls_args + ["--graceful-timeout", "20"])
     sid = _polling_session(b.port, client_ctx)
-    through_a = http.client.HTTPSConnection("127.0.0.1", a.port, context=client_ctx, timeout=30)
+    through_a = closed_after_the_test(http.client.HTTPSConnection("127.0.0.1", a.port, context=client_ctx, timeout=30))
     target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
     # b's session: a forwards the connection to b (a pong, which queues no answer)
     through_a.request("POST", target, body=b"3")
@@ -127,7 +133,8 @@ def test_a_long_poll_forwarded_by_a_draining_peer_is_answered_at_once_so_the_pee
     # a forwards this long-poll (and the rest of the connection) to b, where it waits for
     # a packet: nothing comes before the ping, pingInterval (25 s) away
     through_a.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
-    time.sleep(0.5)
+    wait_for(lambda: any(kind.startswith("polling") for kind in _by_kind(b.port, client_ctx)), 10,
+             what="the long-poll to reach b")
     began = time.monotonic()
     a.send(signal.SIGTERM)
     response = through_a.getresponse()
@@ -138,7 +145,7 @@ def test_a_long_poll_forwarded_by_a_draining_peer_is_answered_at_once_so_the_pee
     assert _wait_exit(a, 10) < 5 and a.proc.returncode == 0
     assert "still open" not in a.log()
     # the session itself lives on at b: it takes a packet (Socket.IO's connect)
-    at_b = http.client.HTTPSConnection("127.0.0.1", b.port, context=client_ctx, timeout=10)
+    at_b = closed_after_the_test(http.client.HTTPSConnection("127.0.0.1", b.port, context=client_ctx, timeout=10))
     at_b.request("POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"40")
     answer = at_b.getresponse()
     assert (answer.status, answer.read()) == (200, b"ok")

@@ -24,7 +24,7 @@ import pytest
 import socketio
 import websocket
 
-from tests.clients import RawSio, https_session, sio_client
+from tests.clients import RawSio, https_session, sio_client, websocket_connect
 from tests.conftest import ROOT, MonoportProcess, wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
@@ -71,8 +71,7 @@ class Eio:
     def websocket(self, query: str = "EIO=4&transport=websocket", timeout: float = 20) -> websocket.WebSocket:
         scheme = "ws" if self.ctx is None else "wss"
         sslopt = {} if self.ctx is None else {"context": self.ctx}
-        return websocket.create_connection(f"{scheme}://127.0.0.1:{self.port}/socket.io/?{query}",
-                                           timeout=timeout, sslopt=sslopt)
+        return websocket_connect(f"{scheme}://127.0.0.1:{self.port}/socket.io/?{query}", timeout=timeout, sslopt=sslopt)
 
     def stats(self) -> dict:
         """The server's stats page (open to loopback)."""

@@ -69,7 +69,7 @@ def test_20000_mixed_connections_leak_no_descriptor_and_little_memory(monoport, 
     server = monoport(APP + tls_args)
     pid = server.proc.pid
     run(server.port, client_ctx, WARMUP)  # imports, caches, pools: what a first burst allocates once
-    time.sleep(1)
+    time.sleep(1)  # the warm-up's connections finish closing on the server side before the baseline
     fd_before, rss_before = fd_count(pid), rss_kb(pid)
     started = time.monotonic()
     answers = run(server.port, client_ctx, CONNECTIONS)

@@ -18,7 +18,7 @@ import requests
 import websocket
 
 from tests import corpus
-from tests.clients import https_session, raw_exchange
+from tests.clients import https_session, raw_exchange, websocket_connect
 from tests.conftest import wait_for
 
 APP = ["--app", "tests.apps.echo_app:app"]
@@ -107,7 +107,7 @@ def test_oversized_heads_get_431_everywhere(monoport, tls_args, client_ctx, head
 
 # -- payload limits ---------------------------------------------------------------------------
 def ws_connect(server, client_ctx: ssl.SSLContext, origin: str | None = None) -> websocket.WebSocket:
-    ws = websocket.create_connection(
+    ws = websocket_connect(
         f"wss://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket", timeout=10,
         sslopt={"context": client_ctx, "server_hostname": "localhost"}, origin=origin or server.url,
     )

@@ -8,7 +8,7 @@ import threading
 import time
 
 from tests.clients import https_session, sio_client
-from tests.cluster import APP, redis_server, redis_url, start_cluster  # noqa: F401
+from tests.cluster import APP, start_cluster
 from tests.conftest import wait_for
 
 #: the CPU-heavy request that makes an instance lag: this many ms of busy work, back to back

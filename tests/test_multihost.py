@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, stop_process, wait_for
 
 #: set in the private namespaces the test re-runs itself in
 NETNS_ENV = "MONOPORT_TEST_MULTIHOST"
@@ -87,22 +87,15 @@ else:
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             env.pop(NETNS_ENV, None)
             env.pop("REDIS_URL", None)
-            self._log = open(log_path, "ab")
-            self.proc = subprocess.Popen([_tool("ip"), "netns", "exec", host, *args], cwd=ROOT, env=env,
-                                         stdout=self._log, stderr=subprocess.STDOUT)
+            with open(log_path, "ab") as log:  # the child has its own descriptor: ours can go at once
+                self.proc = subprocess.Popen([_tool("ip"), "netns", "exec", host, *args], cwd=ROOT, env=env,
+                                             stdout=log, stderr=subprocess.STDOUT)
 
         def log(self) -> str:
             return self.log_path.read_text(errors="replace")
 
         def stop(self) -> None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
-            self._log.close()
+            stop_process(self.proc, timeout=15)
 
     def _link(host: str, state: str) -> None:
         subprocess.run([_tool("ip"), "link", "set", f"v{host[1:]}", state], check=True)

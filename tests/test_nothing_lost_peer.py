@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.cluster import held_connection, redis_server, redis_url, start_cluster  # noqa: F401
+from tests.cluster import held_connection, start_cluster
 
 SIZE = 100 * 1024 * 1024
 CHUNK = 1024 * 1024

@@ -7,7 +7,6 @@ import signal
 import socket
 import ssl
 import struct
-import time
 
 import requests
 
@@ -31,6 +30,12 @@ def conn_lines(path, termination: str) -> list[dict]:
 
 def wait_termination(path, termination: str) -> dict:
     return wait_for(lambda: conn_lines(path, termination), timeout=15)[-1]
+
+
+def by_kind(port: int, ca: str) -> dict[str, int]:
+    """The server's open connections by kind (its stats page, asked over HTTPS)."""
+    with https_session(ca) as http:
+        return http.get(f"https://localhost:{port}/monoport/stats.json", timeout=5).json()["connections"]["by_kind"]
 
 
 def test_each_termination_reason_is_logged_for_the_client_that_caused_it(monoport, tls_args, tls_files, tmp_path):
@@ -86,7 +91,8 @@ def test_each_termination_reason_is_logged_for_the_client_that_caused_it(monopor
     # client_aborted: a reset (SO_LINGER 0) in the middle of a request head
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(b"GET / HTTP/1.1\r\n")
-    time.sleep(0.3)  # let the server sniff HTTP and start reading the head
+    wait_for(lambda: by_kind(port, tls_files["ca"]).get("http", 0) >= 1,
+             what="the server to sniff HTTP and start reading the head")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
     assert wait_termination(log, "client_aborted")["kind"] in ("http", "unknown")

@@ -6,7 +6,7 @@ import json
 import signal
 
 from tests.clients import https_session
-from tests.cluster import held_connection, https_get, redis_server, redis_url, start_cluster  # noqa: F401
+from tests.cluster import held_connection, https_get, start_cluster
 from tests.conftest import wait_for
 
 

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.clients import RawSio
-from tests.test_browser import browser, console_errors, join, open_page, say, server  # noqa: F401  (fixtures)
+from tests.test_browser import console_errors, join, open_page, say, server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -11,7 +12,7 @@ import threading
 import pytest
 
 from tests.clients import RawSio, sio_client
-from tests.conftest import wait_for
+from tests.conftest import stop_process, wait_for
 
 ECHO = ["--app", "tests.apps.echo_app:app"]
 FASTPING = ["--app", "tests.apps.fastping_app:app"]
@@ -176,8 +177,7 @@ def test_openssl_s_client_is_a_socketio_client(server, tls_files):
         assert lines[1].startswith("40{")
         assert lines[-1] == '431["via openssl"]'
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop_process(proc, signal.SIGKILL, 10)
 
 
 def test_a_client_that_stops_reading_is_closed_and_others_go_on(monoport):

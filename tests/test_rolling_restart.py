@@ -39,7 +39,7 @@ import socketio
 
 from tests.clients import https_session, serialized_tls_context
 from tests.cluster import APP, RedisServer, peers_up
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, stop_process, wait_for
 
 #: set in the private network namespace the test re-runs itself in
 NETNS_ENV = "MONOPORT_TEST_NETNS"
@@ -223,12 +223,7 @@ class NodeMember(Member):
                 self.messages.append(event["data"])
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, None, 10, readers=(self.reader,))  # its stdin closed, Node ends
 
 
 def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> None:
@@ -251,7 +246,7 @@ def _rolling_restart(monoport, tls_files: dict[str, str], tmp_path: Path) -> Non
         members += [NodeMember(url, tls_files["ca"], ROOMS[i % len(ROOMS)], ("websocket", "polling")[i % 2])
                     for i in range(NODE_CLIENTS)]
         wait_for(lambda: all(m.joined.is_set() for m in members), 20, what="every Socket.IO client joined its room")
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: a second of steady load before, between and after the restarts
         windows = {}
         for old, new, other, up_count in (("a1", "a2", "b1", 2), ("b1", "b2", "a2", 1)):
             began = time.monotonic()

@@ -13,7 +13,7 @@ import requests
 
 from monoport.config_sources import from_sources
 from tests.clients import connection_per_request_client
-from tests.cluster import APP, redis_server, redis_url  # noqa: F401
+from tests.cluster import APP
 from tests.conftest import ROOT, wait_for
 
 

@@ -15,7 +15,7 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 
 from monoport import splice as splice_mod
-from tests.clients import read_to_eof
+from tests.clients import closed_after_the_test, read_to_eof
 from monoport.errors import PeerUnavailable
 from monoport.splice import dial, splice
 
@@ -41,7 +41,7 @@ def tcp_pair():
     near = gsocket.create_connection(listener.getsockname())
     far, _ = listener.accept()
     listener.close()
-    return near, far
+    return closed_after_the_test(near), closed_after_the_test(far)
 
 
 def read_all(sock, chunk=65536) -> bytes:
@@ -149,7 +149,7 @@ def _reset_midstream(breaking: str):
         assert survivor.recv(100) == b"partial"
         breaker.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         breaker.close()  # RST
-        gevent.sleep(0.1)
+        gevent.sleep(0.1)  # the reset reaches the spliced side first: the write below must meet it
         survivor.sendall(b"x" * 100000)  # into the reset side: EPIPE/ECONNRESET inside splice
         return job.get()
 
@@ -204,8 +204,8 @@ def test_tls_client_uses_the_portable_path(tls_files):
     backend_side, backend_app = tcp_pair()
     with gevent.Timeout(LIMIT):
         handshake = gevent.spawn(server_ctx.wrap_socket, server_raw, server_side=True)
-        client_app = client_ctx.wrap_socket(client_raw, server_hostname="localhost")
-        client_side = handshake.get()
+        client_app = closed_after_the_test(client_ctx.wrap_socket(client_raw, server_hostname="localhost"))
+        client_side = closed_after_the_test(handshake.get())
         job = gevent.spawn(splice, client_side, backend_side, client_prefix=b"already read|")
         client_app.sendall(b"secret" * 10000)
         expected = b"already read|" + b"secret" * 10000

@@ -16,12 +16,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, START_TIMEOUT, free_port
+from tests.conftest import ROOT, START_TIMEOUT, free_port, stop_process, wait_started
 
 
 def procfile_command(kind: str = "web") -> str:
@@ -55,14 +54,11 @@ def procfile_web(tmp_path: Path):
         proc = subprocess.Popen(["bash", "-c", procfile_command()], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while "listening on" not in log_path.read_text() and time.monotonic() < deadline:
-            assert proc.poll() is None, log_path.read_text()
-            time.sleep(0.05)
+        wait_started(proc, lambda: "listening on" in log_path.read_text(), START_TIMEOUT, "the web process",
+                     log_path.read_text)
         yield port, log_path
     finally:
-        proc.send_signal(signal.SIGTERM)  # what the platform sends on a restart or scale-down
-        proc.wait(20)
+        stop_process(proc, signal.SIGTERM, 20)  # what the platform sends on a restart or scale-down
     text = log_path.read_text()
     assert proc.returncode == 0, text
     assert "Traceback" not in text, text

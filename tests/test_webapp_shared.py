@@ -12,7 +12,6 @@ import signal
 
 import pytest
 
-from tests.cluster import redis_server, redis_url  # noqa: F401 - fixtures
 from tests.conftest import wait_for
 from tests.test_webapp import ChatClient
 from tests.test_webapp_chat import Clock
@@ -26,7 +25,7 @@ def wall() -> Clock:
 
 
 @pytest.fixture
-def share(redis_url, wall) -> RedisShare:  # noqa: F811 - the fixture above
+def share(redis_url, wall) -> RedisShare:
     return RedisShare(redis_url, ttl=30, wall=wall)
 
 
@@ -41,7 +40,7 @@ def test_history_is_bounded_and_ids_are_one_counter(share):
     assert share.history("empty") == []
 
 
-def test_members_are_listed_once_per_nickname_and_stale_entries_vanish(share, wall, redis_url):  # noqa: F811
+def test_members_are_listed_once_per_nickname_and_stale_entries_vanish(share, wall, redis_url):
     other = RedisShare(redis_url, ttl=30, wall=wall)  # a second instance
     share.enter("r", "tab1", "alice")
     other.enter("r", "tab2", "alice")
@@ -65,7 +64,7 @@ def test_keys_are_scoped_to_the_cluster_when_monoport_names_it():
 
 
 @pytest.fixture
-def two_instances(monoport, tls_args, redis_url):  # noqa: F811
+def two_instances(monoport, tls_args, redis_url):
     env = {"REDIS_URL": redis_url, "CHAT_MEMBER_TTL": "3"}
     return [monoport(tls_args + ["--plain", "serve", "--instance-id", name], env=env) for name in ("a", "b")]
 
@@ -97,7 +96,7 @@ def test_two_instances_share_history_members_and_messages(two_instances, tls_fil
             client.close()
 
 
-def test_redis_down_refuses_with_unavailable_and_no_traceback(monoport, tls_args, tls_files, redis_server):  # noqa: F811
+def test_redis_down_refuses_with_unavailable_and_no_traceback(monoport, tls_args, tls_files, redis_server):
     server = monoport(tls_args + ["--plain", "serve"], env={"REDIS_URL": redis_server.url})
     client = ChatClient(server.port, tls_files["ca"])
     try:
