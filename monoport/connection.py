@@ -22,6 +22,9 @@ log = logging.getLogger("monoport")
 
 Address = tuple[str, int]
 
+#: socket.MSG_PEEK as a plain int: the enum's ``&`` is a Python-level call on every recv()
+_MSG_PEEK = int(socket.MSG_PEEK)
+
 #: Termination reasons, in the spirit of HAProxy's termination flags: the
 #: stable vocabulary of the access log and of metrics, matched in order
 #: against the start of ``Connection.outcome``. Modules that set outcomes
@@ -95,7 +98,13 @@ class MeteredSocket:
         return self._inner
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._inner.sendall(data, flags)
+        # One send() first: gevent's sendall() asks the kernel for the send
+        # buffer size (a getsockopt()) and sets a deadline on every call, about
+        # 9 µs; a response that fits the socket buffer goes out whole at once.
+        if data:
+            sent = self._inner.send(data, flags)
+            if sent < len(data):
+                self._inner.sendall(memoryview(data)[sent:], flags)
         self._conn.bytes_out += len(data)
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -105,13 +114,13 @@ class MeteredSocket:
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         data = self._inner.recv(size, flags)
-        if not flags & socket.MSG_PEEK:
+        if not flags & _MSG_PEEK:
             self._conn.bytes_in += len(data)
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         got = self._inner.recv_into(buffer, nbytes, flags)
-        if not flags & socket.MSG_PEEK:
+        if not flags & _MSG_PEEK:
             self._conn.bytes_in += got
         return got
 
