@@ -72,3 +72,20 @@ def test_a_response_to_http_1_0_is_whole_and_closes(monoport, tls_args, client_c
                 data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and body == b"yyyyyyyy"  # no chunks for HTTP/1.0
+
+
+def test_pipelined_requests_are_all_answered_in_order(monoport, tls_args, client_ctx):
+    # the next request is already buffered (one record) or already in the kernel (two records)
+    # when the connection goes back to wait for it: neither may be waited for in vain
+    server = monoport(APP + tls_args)
+    request = b"GET /big?n=%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(request % 1 + request % 2)  # one TLS record
+            tls.sendall(request % 3)  # and another, right behind it
+            tls.sendall(request % 4 + b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert bodies == [b"x", b"xx", b"xxx", b"xxxx", b"hello from flask"]
