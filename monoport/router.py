@@ -14,10 +14,10 @@ import io
 import json
 import logging
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs
 
 from .acme_challenge import HTTP_PREFIX
 from .wire.eiopackets import payload_error, request_error
+from .wire.httphead import parse_query
 
 log = logging.getLogger("monoport")
 
@@ -73,7 +73,7 @@ class Router:
             return None
         eio = self.sio.eio
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            error = request_error(environ.get("REQUEST_METHOD", ""), parse_qs(environ.get("QUERY_STRING", "")),
+            error = request_error(environ.get("REQUEST_METHOD", ""), parse_query(environ.get("QUERY_STRING", "")),
                                   eio.transports, upgrade=True)
             if error is not None:  # python-engineio would make a session behind a 101 and drop it
                 return f"Engine.IO: {error[1]}"
@@ -87,9 +87,10 @@ class Router:
         return None
 
     def _socketio(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        query = parse_qs(environ.get("QUERY_STRING", ""))
+        query = parse_query(environ.get("QUERY_STRING", ""))
         transport = (query.get("transport") or [""])[0]
-        sid = (query.get("sid") or [None])[0]
+        sids = query.get("sid")
+        sid = sids[0] if sids else None
         if transport == "polling":
             environ["monoport.transport"] = "polling"
             conn = environ.get("monoport.connection")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from monoport.errors import ProtocolViolation
-from monoport.wire.httphead import MAX_HEAD, MAX_HEADERS, parse_head
+from urllib.parse import parse_qs
+
+from monoport.wire.httphead import MAX_HEAD, MAX_HEADERS, parse_head, parse_query
 from monoport.wire.sniff import NEED_MORE
 
 
@@ -43,3 +45,12 @@ def test_malformed_head_is_400(data):
     with pytest.raises(ProtocolViolation) as info:
         parse_head(data)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize("query", ["", "EIO=4&transport=polling&t=Pb1&sid=ab.cd", "a=1&a=2&b=%20x+y", "sid=&x", "=&&"])
+def test_parse_query_is_parse_qs_made_once_and_read_only(query):
+    parsed = parse_query(query)
+    assert dict(parsed) == parse_qs(query)
+    assert parse_query(query) is parsed  # the balancer's and the router's reads of one request share it
+    with pytest.raises(TypeError):
+        parsed["sid"] = ["forged"]  # type: ignore[index]
