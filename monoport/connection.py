@@ -128,6 +128,18 @@ class MeteredSocket:
         return getattr(self._inner, name)
 
 
+class _Nowhere:
+    """What a closed connection's meter counts into, never read (see Connection.close)."""
+
+    __slots__ = ("bytes_in", "bytes_out")
+
+    def __init__(self) -> None:
+        self.bytes_in = self.bytes_out = 0
+
+
+_NOWHERE = _Nowhere()
+
+
 def format_address(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host = address[0]
@@ -236,6 +248,8 @@ class Connection:
             self.outcome = outcome
         if self.quiet and level <= logging.INFO:
             level = logging.DEBUG
+        if not log.isEnabledFor(level):
+            return  # (describe() would be made for nothing: --log-level warning drops every normal end)
         duration = time.monotonic() - self.started
         extra = f" requests={self.requests}" if self.requests else ""
         log.log(level, "conn %s%s %.3fs %s", self.describe(), extra, duration, self.outcome)
@@ -246,3 +260,7 @@ class Connection:
                 sock.close()
             except OSError:
                 pass
+        # The meter and this connection point at each other: unlinked, both (with the TLS
+        # socket and the stream) go by reference counting now instead of waiting for a
+        # garbage collection. (A closed socket raises before a late send could count anyway.)
+        self.sock._conn = _NOWHERE  # type: ignore[assignment]
