@@ -30,6 +30,8 @@ class Router:
         self.app = app
         self.sio = sio
         self.sio_paths = tuple(sio_paths) if sio is not None else ()
+        # is_sio_path runs twice a request: one C-level startswith over all prefixes, one set lookup
+        self._sio_exact = frozenset(prefix[:-1] for prefix in self.sio_paths)
         self.flask_app = flask_app
         self.admin = admin
         self.admin_prefix = admin_prefix.rstrip("/") + "/"
@@ -60,7 +62,7 @@ class Router:
             self.in_app -= 1
 
     def is_sio_path(self, path: str) -> bool:
-        return any(path.startswith(prefix) or path == prefix[:-1] for prefix in self.sio_paths)
+        return path.startswith(self.sio_paths) or path in self._sio_exact
 
     def refuse_upgrade(self, environ: dict) -> str | None:
         """Why a WebSocket upgrade to a Socket.IO path must be refused before it is made, or None.
