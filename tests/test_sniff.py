@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monoport.wire.sniff import _SIGNATURES, MAX_SIGNATURE, NEED_MORE, Kind, _match, _tls, classify
+from monoport.wire.sniff import _BY_FIRST_BYTE, _SIGNATURES, MAX_SIGNATURE, NEED_MORE, Kind, _match, classify
 from tests import corpus
 
 CASES = (
@@ -69,28 +69,17 @@ def test_tls_record_with_unknown_version_is_raw():
     assert classify(b"\x16\x09\x00") is Kind.RAW
 
 
-def _classify_trying_every_signature(prefix: bytes):
-    """The plain reading of the rule: every signature in order, then TLS (the reference for the indexed one)."""
-    if not prefix:
-        return NEED_MORE
-    undecided = False
-    for kind, signature in _SIGNATURES:
-        found = _match(prefix, signature)
-        if found is NEED_MORE:
-            undecided = True
-        elif found:
-            return kind
-    tls = _tls(prefix)
-    if tls is Kind.TLS:
-        return tls
-    return NEED_MORE if undecided or tls is NEED_MORE else Kind.RAW
+
+@given(st.binary(min_size=1, max_size=30))
+def test_a_signature_that_begins_with_another_byte_can_neither_match_nor_leave_it_undecided(prefix):
+    # why classify() may try only the signatures indexed under the prefix's first byte
+    for _, signature in _SIGNATURES:
+        if signature[0] != prefix[0]:
+            assert _match(prefix, signature) is False
 
 
-@given(st.one_of(
-    st.binary(max_size=30),
-    st.sampled_from([b"GET ", b"POST ", b"PROXY ", b"PUT ", b"PATCH ", b"\r\n\r\n\x00\r\nQUIT\n", b"<policy-file-request/>\x00",
-                     b"\x16\x03\x01", b"\x16\x03\x05", b"\x16\x02"]).flatmap(
-        lambda sig: st.tuples(st.integers(1, len(sig)), st.binary(max_size=5)).map(lambda t: sig[:t[0]] + t[1])),
-))
-def test_classify_looks_only_at_signatures_that_share_the_first_byte_and_agrees_with_trying_all(prefix):
-    assert classify(prefix) == _classify_trying_every_signature(prefix)
+def test_the_first_byte_index_holds_every_signature_once_in_order():
+    for first, entries in _BY_FIRST_BYTE.items():
+        assert list(entries) == [entry for entry in _SIGNATURES if entry[1][0] == first]
+    assert sum(len(entries) for entries in _BY_FIRST_BYTE.values()) == len(_SIGNATURES)
+    assert 0x16 not in _BY_FIRST_BYTE  # a TLS ClientHello goes straight to the TLS test
