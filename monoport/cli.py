@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -33,6 +34,24 @@ def lean_greenlets(environ: Mapping[str, str]) -> None:
         import gevent
 
         gevent.config.track_greenlet_tree = False
+
+
+def freeze_loaded_objects() -> int:
+    """Take everything loaded so far (monoport, the app, their imports) out of the garbage collector's sight.
+
+    The objects built before serving live as long as the process, yet every
+    full collection walks all of them again: in the bench's Flask and
+    Socket.IO app some 60 000, tens of milliseconds during which no request
+    moves (a keep-alive tail). ``gc.freeze()`` after loading is what
+    gunicorn's and uvicorn's users do with preloaded apps; garbage from the
+    build is collected first, so none of it is kept for good.
+
+    Returns:
+        how many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def fail(error: ConfigError) -> int:
@@ -72,4 +91,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime.bind()
     except ConfigError as exc:
         return fail(exc)
+    log.debug("%d objects of the loaded app frozen out of garbage collection", freeze_loaded_objects())
     return runtime.run()

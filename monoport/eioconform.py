@@ -200,18 +200,23 @@ class SessionTable(dict):
 
 
 class _ConformingServer:
-    """Mixin for the app's ``engineio.Server``: keeps ``sockets`` a :class:`SessionTable`."""
+    """Mixin for the app's ``engineio.Server``: keeps ``sockets`` a :class:`SessionTable`.
 
-    @property
-    def sockets(self) -> SessionTable:
-        return self.__dict__["_monoport_sessions"]
+    ``sockets`` stays a plain instance attribute: python-engineio reads it
+    several times a request (a property was a Python call each time); only
+    an assignment to it, rare (``__init__``, ``disconnect()``), comes here.
+    """
 
-    @sockets.setter
-    def sockets(self, value: dict) -> None:
-        table = SessionTable()
-        for sid, session in value.items():
-            table[sid] = session
-        self.__dict__["_monoport_sessions"] = table
+    #: (the instance attribute python-engineio sets; declared for the type checker)
+    sockets: SessionTable
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "sockets" and not isinstance(value, SessionTable):
+            table = SessionTable()
+            for sid, session in value.items():
+                table[sid] = session
+            value = table
+        super().__setattr__(name, value)
 
     def close_session(self, sid: str) -> None:
         """End session ``sid`` at once (a transport error): its later requests get 400."""

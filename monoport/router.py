@@ -14,11 +14,11 @@ import io
 import json
 import logging
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs
 
 from .acme_challenge import HTTP_PREFIX
 from .wire.eiopackets import payload_error, request_error
 from .termination import Termination
+from .wire.httphead import parse_query
 
 log = logging.getLogger("monoport")
 
@@ -31,6 +31,8 @@ class Router:
         self.app = app
         self.sio = sio
         self.sio_paths = tuple(sio_paths) if sio is not None else ()
+        # is_sio_path runs twice a request: one C-level startswith over all prefixes, one set lookup
+        self._sio_exact = frozenset(prefix[:-1] for prefix in self.sio_paths)
         self.flask_app = flask_app
         self.admin = admin
         self.admin_prefix = admin_prefix.rstrip("/") + "/"
@@ -61,7 +63,7 @@ class Router:
             self.in_app -= 1
 
     def is_sio_path(self, path: str) -> bool:
-        return any(path.startswith(prefix) or path == prefix[:-1] for prefix in self.sio_paths)
+        return path.startswith(self.sio_paths) or path in self._sio_exact
 
     def refuse_upgrade(self, environ: dict) -> str | None:
         """Why a WebSocket upgrade to a Socket.IO path must be refused before it is made, or None.
@@ -74,7 +76,7 @@ class Router:
             return None
         eio = self.sio.eio
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            error = request_error(environ.get("REQUEST_METHOD", ""), parse_qs(environ.get("QUERY_STRING", "")),
+            error = request_error(environ.get("REQUEST_METHOD", ""), parse_query(environ.get("QUERY_STRING", "")),
                                   eio.transports, upgrade=True)
             if error is not None:  # python-engineio would make a session behind a 101 and drop it
                 return f"Engine.IO: {error[1]}"
@@ -88,9 +90,10 @@ class Router:
         return None
 
     def _socketio(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        query = parse_qs(environ.get("QUERY_STRING", ""))
+        query = parse_query(environ.get("QUERY_STRING", ""))
         transport = (query.get("transport") or [""])[0]
-        sid = (query.get("sid") or [None])[0]
+        sids = query.get("sid")
+        sid = sids[0] if sids else None
         if transport == "polling":
             environ["monoport.transport"] = "polling"
             conn = environ.get("monoport.connection")

@@ -118,7 +118,9 @@ class Certificates:
             ssl.SSLError, OSError: the client failed the handshake or went away.
         """
         tls_sock = self.default.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        tls_sock.settimeout(timeout)
+        # the one deadline is the Timeout below: a socket timeout as well would start and
+        # stop a second timer on every wait of the handshake, and never fire first
+        tls_sock.settimeout(None)
         try:
             with gevent.Timeout(timeout, HandshakeTimeout):
                 tls_sock.do_handshake()

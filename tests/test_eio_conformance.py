@@ -462,3 +462,16 @@ def test_request_error_names_what_the_reference_server_would(method, query, upgr
     if expected is None and "transport=polling" in query:
         # a server that offers WebSocket only refuses polling
         assert request_error(method, parse_qs(query), ["websocket"], upgrade=upgrade) == (0, "Transport unknown")
+
+
+def test_the_session_table_survives_reassignment_and_is_a_plain_attribute():
+    from monoport import eioconform
+
+    sio = socketio.Server(async_mode="threading")
+    eioconform.install(sio)
+    assert isinstance(sio.eio.sockets, eioconform.SessionTable)
+    assert vars(sio.eio)["sockets"] is sio.eio.sockets  # read as an instance attribute, no Python call
+    sio.eio.sockets = {}  # as python-engineio's disconnect() does
+    assert isinstance(sio.eio.sockets, eioconform.SessionTable)
+    sio.eio.ping_timeout = 7  # every other attribute is set as ever
+    assert sio.eio.ping_timeout == 7 and "ping_timeout" in vars(sio.eio)

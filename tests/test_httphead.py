@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monoport.errors import ProtocolViolation
-from monoport.wire.httphead import MAX_HEAD, MAX_HEADERS, parse_head
+from monoport.wire.httphead import _END, MAX_HEAD, MAX_HEADERS, _find_end, parse_head, parse_query
 from monoport.wire.sniff import NEED_MORE
 
 
@@ -43,3 +47,20 @@ def test_malformed_head_is_400(data):
     with pytest.raises(ProtocolViolation) as info:
         parse_head(data)
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize("query", ["", "EIO=4&transport=polling&t=Pb1&sid=ab.cd", "a=1&a=2&b=%20x+y", "sid=&x", "=&&"])
+def test_parse_query_is_parse_qs_made_once_and_read_only(query):
+    parsed = parse_query(query)
+    assert dict(parsed) == parse_qs(query)
+    assert parse_query(query) is parsed  # the balancer's and the router's reads of one request share it
+    with pytest.raises(TypeError):
+        parsed["sid"] = ["forged"]  # type: ignore[index]
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\n\n", b"a", b": ", b"GET / HTTP/1.1"]),
+                max_size=14).map(b"".join))
+def test_the_end_of_a_head_is_where_the_first_blank_line_ends_crlf_or_bare_lf(data):
+    # the CRLF CRLF search must agree with the regex that also accepts bare-LF blank lines
+    match = _END.search(data)
+    assert _find_end(data) == ((match.start(), match.end()) if match else (-1, -1))

@@ -6,8 +6,10 @@ import random
 import ssl
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from monoport.wire.sniff import MAX_SIGNATURE, NEED_MORE, Kind, classify
+from monoport.wire.sniff import _BY_FIRST_BYTE, _SIGNATURES, MAX_SIGNATURE, NEED_MORE, Kind, _match, classify
 from tests import corpus
 
 CASES = (
@@ -65,3 +67,19 @@ def test_lowercase_method_is_raw_not_http():
 
 def test_tls_record_with_unknown_version_is_raw():
     assert classify(b"\x16\x09\x00") is Kind.RAW
+
+
+
+@given(st.binary(min_size=1, max_size=30))
+def test_a_signature_that_begins_with_another_byte_can_neither_match_nor_leave_it_undecided(prefix):
+    # why classify() may try only the signatures indexed under the prefix's first byte
+    for _, signature in _SIGNATURES:
+        if signature[0] != prefix[0]:
+            assert _match(prefix, signature) is False
+
+
+def test_the_first_byte_index_holds_every_signature_once_in_order():
+    for first, entries in _BY_FIRST_BYTE.items():
+        assert list(entries) == [entry for entry in _SIGNATURES if entry[1][0] == first]
+    assert sum(len(entries) for entries in _BY_FIRST_BYTE.values()) == len(_SIGNATURES)
+    assert 0x16 not in _BY_FIRST_BYTE  # a TLS ClientHello goes straight to the TLS test

@@ -8,7 +8,7 @@ The raw TCP transport uses the same check on each line.
 from __future__ import annotations
 
 import binascii
-from typing import Final, Iterable
+from typing import Final, Iterable, Mapping
 
 #: Engine.IO v4 packet types: open, close, ping, pong, message, upgrade, noop.
 PACKET_TYPES: Final = frozenset("0123456")
@@ -57,7 +57,7 @@ UNSUPPORTED_PROTOCOL_VERSION: Final = (5, "Unsupported protocol version")
 METHODS: Final = frozenset(("GET", "POST", "OPTIONS"))
 
 
-def request_error(method: str, query: dict[str, list[str]], transports: Iterable[str],
+def request_error(method: str, query: Mapping[str, list[str]], transports: Iterable[str],
                   upgrade: bool = False) -> tuple[int, str] | None:
     """Why an HTTP request to the Engine.IO path breaks the protocol, as (code, message), or None.
 

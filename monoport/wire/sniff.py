@@ -57,6 +57,17 @@ def _tls(prefix: bytes) -> Result | None:
     return Kind.TLS if prefix[1] == 0x03 and prefix[2] <= 0x04 else None
 
 
+#: The signatures tried before TLS, in order (PROXY, Flash, HTTP).
+_SIGNATURES: Final = (
+    (Kind.PROXY, PROXY_V2_SIGNATURE), (Kind.PROXY, PROXY_V1_SIGNATURE), (Kind.FLASH, FLASH_REQUEST),
+    *((Kind.HTTP, signature) for signature in _HTTP_SIGNATURES),
+)
+#: The same, by first byte: a TLS ClientHello (0x16) meets none, a GET only "GET ".
+_BY_FIRST_BYTE: Final = {
+    first: tuple(entry for entry in _SIGNATURES if entry[1][0] == first) for first in {sig[0] for _, sig in _SIGNATURES}
+}
+
+
 def classify(prefix: bytes) -> Result:
     """Say what protocol a connection speaks from its first bytes.
 
@@ -68,17 +79,14 @@ def classify(prefix: bytes) -> Result:
     if not prefix:
         return NEED_MORE
     undecided = False
-    for kind, signatures in (
-        (Kind.PROXY, (PROXY_V2_SIGNATURE, PROXY_V1_SIGNATURE)),
-        (Kind.FLASH, (FLASH_REQUEST,)),
-        (Kind.HTTP, _HTTP_SIGNATURES),
-    ):
-        for signature in signatures:
-            found = _match(prefix, signature)
-            if found is NEED_MORE:
-                undecided = True
-            elif found:
-                return kind
+    # only the signatures that begin with the prefix's first byte can match or still be
+    # undecided (every other one fails both tests of _match), in the order above
+    for kind, signature in _BY_FIRST_BYTE.get(prefix[0], ()):
+        found = _match(prefix, signature)
+        if found is NEED_MORE:
+            undecided = True
+        elif found:
+            return kind
     tls = _tls(prefix)
     if tls is Kind.TLS:
         return tls

@@ -41,6 +41,13 @@ def big():
     return b"x" * n
 
 
+@app.route("/stream")
+def stream():
+    """``parts`` pieces of ``n`` bytes from a generator: no Content-Length, so HTTP/1.1 gets chunks."""
+    n, parts = int(request.args.get("n", "10")), int(request.args.get("parts", "3"))
+    return app.response_class((b"y" * n for _ in range(parts)), mimetype="application/octet-stream")
+
+
 @sio.event
 def connect(sid, environ, auth=None):
     if isinstance(auth, dict) and auth.get("user"):
