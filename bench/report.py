@@ -382,9 +382,9 @@ def readme_section(data: dict) -> str:
     lines = ["## Performance", "", README_INTRO, "", *[f"- {p}" for p in PEERS], "", *METHOD, "",
              f"Measured {info['date']} (commit {info.get('commit', '?')}) on {info['machine']}; {info['software']}; "
              f"{info.get('pinning', 'not pinned')}; {n} interleaved rounds, wall time {info['wall']}. The machine "
-             f"was shared with other engineers' builds and tests during the run ({info['load']}): pinning keeps "
-             f"their load off the target's CPU only in part, so the ratios within this one run are what we "
-             f"report, not the absolute rates.", "",
+             f"is shared with other engineers' work ({info['load']}, the bench's own load generators included): "
+             f"pinning keeps other load off the target's CPU only in part, so the ratios within this one run are "
+             f"what we report, not the absolute rates.", "",
              "| metric | " + " | ".join(targets) + " | " + " | ".join(f"÷ {t}" for t in others) + " |",
              "|" + "---|" * (1 + len(targets) + len(others))]
     for key in README_KEYS:
