@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from monoport.wsgi import ONE_WRITE_MAX
+from monoport.pywsgi_lean import ONE_WRITE_MAX
 
 APP = ["--app", "tests.apps.echo_app:app"]
 
