@@ -102,10 +102,6 @@ class Runtime:
         self.recovery: recovery.Recovery | None = None
 
     @property
-    def draining(self) -> bool:
-        return self.state.draining
-
-    @property
     def certs(self) -> Certificates | None:
         return self._certs
 
@@ -254,11 +250,5 @@ class Runtime:
             self.access.write(accesslog.request_record(handler))
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        self.lifecycle.start()
-
-    def shutdown(self, graceful: bool = True) -> None:
-        self.lifecycle.shutdown(graceful)
-
     def run(self) -> int:
         return self.lifecycle.run()

@@ -27,7 +27,7 @@ from typing import Any, Callable, TypeVar
 
 import gevent
 
-from .wire.needmore import NEED_MORE, NeedMore
+from .wire.needmore import NeedMore
 
 #: How much one recv() asks for.
 RECV_SIZE = 65536
@@ -97,7 +97,7 @@ class Stream:
         return True
 
     # -- until a parser decides ------------------------------------------------
-    def read_until(self, parse: Callable[[bytearray], Any], deadline: float) -> Any:
+    def read_until(self, parse: Callable[[bytearray], T | NeedMore], deadline: float) -> T:
         """Read into the buffer until ``parse(buffered)`` is not NEED_MORE; the bytes stay buffered.
 
         Raises:
@@ -109,7 +109,7 @@ class Stream:
         while True:
             if buf:
                 result = parse(buf)
-                if result is not NEED_MORE:
+                if not isinstance(result, NeedMore):
                     return result
             remaining = deadline - time.monotonic()
             if remaining <= 0:
